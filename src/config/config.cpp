@@ -1,0 +1,337 @@
+#include "config/config.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <toml++/toml.h>
+
+namespace outpost::config {
+
+using core::Status;
+
+namespace {
+
+// How a key reads its value: from text (flag, environment) or from a TOML node.
+struct KeyDef {
+  KeyInfo info;
+  std::function<Status(Config&, const std::string&)> from_text;
+  std::function<Status(Config&, const toml::node&)> from_toml;
+};
+
+std::string name_of(const KeyInfo& k) { return k.section + "." + k.key; }
+
+template <typename T>
+using Field = std::function<T&(Config&)>;
+
+Status bad(const KeyInfo& k, const std::string& why) {
+  return Status::invalid(fmt::format("{}: {}", name_of(k), why));
+}
+
+KeyDef string_key(KeyInfo info, Field<std::string> field, std::vector<std::string> allowed = {},
+                  bool allow_empty = true) {
+  KeyDef d{std::move(info), {}, {}};
+  auto check_set = [info = d.info, field, allowed, allow_empty](Config& c, const std::string& v) {
+    if (!allow_empty && v.empty()) return bad(info, "must not be empty");
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+      return bad(info, fmt::format("'{}' is not one of: {}", v, fmt::join(allowed, ", ")));
+    field(c) = v;
+    return Status::ok();
+  };
+  d.from_text = check_set;
+  d.from_toml = [info = d.info, check_set](Config& c, const toml::node& n) {
+    auto s = n.value<std::string>();
+    if (!n.is_string() || !s) return bad(info, "expected a string");
+    return check_set(c, *s);
+  };
+  return d;
+}
+
+template <typename Int>
+KeyDef int_key(KeyInfo info, Field<Int> field, int64_t lo, int64_t hi) {
+  KeyDef d{std::move(info), {}, {}};
+  auto check_set = [info = d.info, field, lo, hi](Config& c, int64_t v) {
+    if (v < lo || v > hi) return bad(info, fmt::format("{} is out of range [{}, {}]", v, lo, hi));
+    field(c) = static_cast<Int>(v);
+    return Status::ok();
+  };
+  d.from_text = [info = d.info, check_set](Config& c, const std::string& s) {
+    int64_t v = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+      return bad(info, fmt::format("'{}' is not an integer", s));
+    return check_set(c, v);
+  };
+  d.from_toml = [info = d.info, check_set](Config& c, const toml::node& n) {
+    if (!n.is_integer()) return bad(info, "expected an integer");
+    return check_set(c, *n.value<int64_t>());
+  };
+  return d;
+}
+
+KeyDef bool_key(KeyInfo info, Field<bool> field) {
+  KeyDef d{std::move(info), {}, {}};
+  d.from_text = [info = d.info, field](Config& c, const std::string& s) {
+    if (s == "true" || s == "1" || s == "yes" || s == "on") field(c) = true;
+    else if (s == "false" || s == "0" || s == "no" || s == "off") field(c) = false;
+    else return bad(info, fmt::format("'{}' is not a boolean (true/false)", s));
+    return Status::ok();
+  };
+  d.from_toml = [info = d.info, field](Config& c, const toml::node& n) {
+    if (!n.is_boolean()) return bad(info, "expected a boolean");
+    field(c) = *n.value<bool>();
+    return Status::ok();
+  };
+  return d;
+}
+
+KeyDef duration_key(KeyInfo info, Field<milliseconds> field, milliseconds lo, milliseconds hi) {
+  KeyDef d{std::move(info), {}, {}};
+  auto check_set = [info = d.info, field, lo, hi](Config& c, milliseconds v) {
+    if (v < lo || v > hi)
+      return bad(info, fmt::format("{} ms is out of range [{} ms, {} ms]", v.count(), lo.count(),
+                                   hi.count()));
+    field(c) = v;
+    return Status::ok();
+  };
+  d.from_text = [info = d.info, check_set](Config& c, const std::string& s) {
+    auto v = core::parse_duration(s);
+    if (!v) return bad(info, fmt::format("'{}' is not a duration (e.g. 500ms, 10s, 5m, 1h, 30d)", s));
+    return check_set(c, *v);
+  };
+  d.from_toml = [info = d.info, check_set, text = d.from_text](Config& c, const toml::node& n) {
+    if (n.is_integer()) {
+      int64_t secs = *n.value<int64_t>();
+      if (secs < 0 || secs > (int64_t(1) << 40)) return bad(info, "out of range");
+      return check_set(c, milliseconds(secs * 1000));
+    }
+    if (n.is_string()) return text(c, *n.value<std::string>());
+    return bad(info, "expected a duration string such as \"10s\" or a number of seconds");
+  };
+  return d;
+}
+
+KeyDef list_key(KeyInfo info, Field<std::vector<std::string>> field) {
+  KeyDef d{std::move(info), {}, {}};
+  d.from_text = [field](Config& c, const std::string& s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= s.size() && !s.empty()) {
+      size_t comma = s.find(',', start);
+      std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!item.empty()) out.push_back(item);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    field(c) = std::move(out);
+    return Status::ok();
+  };
+  d.from_toml = [info = d.info, field](Config& c, const toml::node& n) {
+    const toml::array* arr = n.as_array();
+    if (!arr) return bad(info, "expected an array of strings");
+    std::vector<std::string> out;
+    for (const auto& item : *arr) {
+      if (!item.is_string()) return bad(info, "expected an array of strings");
+      out.push_back(*item.value<std::string>());
+    }
+    field(c) = std::move(out);
+    return Status::ok();
+  };
+  return d;
+}
+
+#define FIELD(path) [](Config& c) -> auto& { return c.path; }
+
+const std::vector<KeyDef>& defs() {
+  static const std::vector<KeyDef> d = [] {
+    using std::chrono::hours;
+    using ms = milliseconds;
+    constexpr int64_t kMiB = 1 << 20;
+    std::vector<KeyDef> v;
+    v.push_back(string_key({"server", "listen", "string", "HOST:PORT to serve HTTP on; port 0 picks a free port"},
+                           FIELD(server.listen), {}, false));
+    v.push_back(int_key<int>({"server", "threads", "integer", "I/O threads; 0 = one per core"},
+                             FIELD(server.threads), 0, 256));
+    v.push_back(int_key<size_t>({"server", "header_limit", "integer", "bytes of request line and headers; more gets 431"},
+                                FIELD(server.header_limit), 1024, kMiB));
+    v.push_back(int_key<size_t>({"server", "body_limit", "integer", "bytes of request body; more gets 413"},
+                                FIELD(server.body_limit), 0, 1024 * kMiB));
+    v.push_back(duration_key({"server", "header_timeout", "duration", "time for a request's headers to arrive"},
+                             FIELD(server.header_timeout), ms(100), hours(1)));
+    v.push_back(duration_key({"server", "body_timeout", "duration", "time for a request's body to arrive"},
+                             FIELD(server.body_timeout), ms(100), hours(1)));
+    v.push_back(duration_key({"server", "idle_timeout", "duration", "keep-alive connections idle this long are closed"},
+                             FIELD(server.idle_timeout), ms(100), hours(24)));
+    v.push_back(duration_key({"server", "shutdown_grace", "duration", "on SIGTERM, wait this long for in-flight requests"},
+                             FIELD(server.shutdown_grace), ms(0), ms(600'000)));
+    v.push_back(int_key<size_t>({"server", "max_connections", "integer", "connections beyond this are closed at accept"},
+                                FIELD(server.max_connections), 1, 1'000'000));
+    v.push_back(list_key({"server", "cors_origins", "string list", "origins allowed by CORS; \"*\" allows any; default none"},
+                         FIELD(server.cors_origins)));
+    v.push_back(string_key({"log", "level", "string", "trace, debug, info, warn, error or off"}, FIELD(log.level),
+                           {"trace", "debug", "info", "warn", "error", "off"}));
+    v.push_back(string_key({"log", "access", "string", "access log: \"stdout\", \"off\" or a file path"},
+                           FIELD(log.access), {}, false));
+    v.push_back(string_key({"store", "data_dir", "string", "directory of the database and other state"},
+                           FIELD(store.data_dir), {}, false));
+    v.push_back(int_key<size_t>({"store", "readings_max_per_series", "integer", "retention: readings kept per sensor"},
+                                FIELD(store.readings_max_per_series), 1, int64_t(1) << 40));
+    v.push_back(duration_key({"store", "readings_max_age", "duration", "retention: readings older than this are deleted"},
+                             FIELD(store.readings_max_age), ms(60'000), hours(24 * 365 * 100)));
+    v.push_back(int_key<size_t>({"store", "batch_max", "integer", "rows per write transaction, at most"},
+                                FIELD(store.batch_max), 1, 1'000'000));
+    v.push_back(string_key({"store", "synchronous", "string", "SQLite synchronous mode: normal or full"},
+                           FIELD(store.synchronous), {"normal", "full"}));
+    v.push_back(bool_key({"hw", "simulate", "boolean", "force simulated hardware"}, FIELD(hw.simulate)));
+    v.push_back(string_key({"hw", "gpio_chip", "string", "GPIO chip device; if absent, GPIO is simulated"},
+                           FIELD(hw.gpio_chip), {}, false));
+    v.push_back(int_key<unsigned>({"hw", "led_line", "integer", "GPIO line of the LED"}, FIELD(hw.led_line), 0, 1023));
+    v.push_back(int_key<unsigned>({"hw", "button_line", "integer", "GPIO line of the button"}, FIELD(hw.button_line), 0, 1023));
+    v.push_back(bool_key({"hw", "button_active_low", "boolean", "button pulls the line to ground when pressed"},
+                         FIELD(hw.button_active_low)));
+    v.push_back(string_key({"hw", "thermal_zone", "string", "thermal zone under <root>/sys/class/thermal"},
+                           FIELD(hw.thermal_zone), {}, false));
+    v.push_back(string_key({"system", "root", "string", "where /proc, /sys and /etc are read from"},
+                           FIELD(system.root), {}, false));
+    v.push_back(string_key({"system", "device_id", "string", "this board's device id; default: the hostname"},
+                           FIELD(system.device_id)));
+    v.push_back(duration_key({"collector", "interval", "duration", "how often every local sensor is sampled"},
+                             FIELD(collector.interval), ms(100), hours(24)));
+    v.push_back(bool_key({"auth", "create_initial_key", "boolean", "with no key at all, serve creates and prints one admin key"},
+                         FIELD(auth.create_initial_key)));
+    return v;
+  }();
+  return d;
+}
+
+#undef FIELD
+
+const KeyDef* find_def(const std::string& section, const std::string& key) {
+  for (const auto& d : defs())
+    if (d.info.section == section && d.info.key == key) return &d;
+  return nullptr;
+}
+
+std::string upper(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+}  // namespace
+
+const std::vector<KeyInfo>& keys() {
+  static const std::vector<KeyInfo> k = [] {
+    std::vector<KeyInfo> out;
+    for (const auto& d : defs()) out.push_back(d.info);
+    return out;
+  }();
+  return k;
+}
+
+Status set_key(Config& cfg, const std::string& section, const std::string& key, const std::string& value,
+               const std::string& origin) {
+  const KeyDef* d = find_def(section, key);
+  if (!d) return Status::invalid(fmt::format("{}: unknown key {}.{}", origin, section, key));
+  Status s = d->from_text(cfg, value);
+  if (!s) return Status::invalid(fmt::format("{}: {}", origin, s.message()));
+  return s;
+}
+
+Status apply_toml(Config& cfg, const std::string& toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::invalid(fmt::format("{}:{}:{}: {}", origin, where.line, where.column, e.description()));
+  }
+  for (const auto& [section_key, section_node] : root) {
+    std::string section(section_key.str());
+    const toml::table* table = section_node.as_table();
+    if (!table) return Status::invalid(fmt::format("{}: '{}' must be a [section]", origin, section));
+    bool known_section = std::any_of(defs().begin(), defs().end(),
+                                     [&](const KeyDef& d) { return d.info.section == section; });
+    if (!known_section) return Status::invalid(fmt::format("{}: unknown section [{}]", origin, section));
+    for (const auto& [k, node] : *table) {
+      std::string key(k.str());
+      const KeyDef* d = find_def(section, key);
+      if (!d) return Status::invalid(fmt::format("{}: unknown key {}.{}", origin, section, key));
+      Status s = d->from_toml(cfg, node);
+      if (!s) return Status::invalid(fmt::format("{}: {}", origin, s.message()));
+    }
+  }
+  return Status::ok();
+}
+
+Status apply_toml_file(Config& cfg, const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Status::invalid(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  std::string text;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  return apply_toml(cfg, text, path);
+}
+
+Status apply_env(Config& cfg, char** env) {
+  static const std::string kPrefix = "OUTPOST_";
+  for (char** e = env; e && *e; ++e) {
+    std::string entry(*e);
+    if (entry.rfind(kPrefix, 0) != 0) continue;
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = entry.substr(0, eq), value = entry.substr(eq + 1);
+    // Variables the program itself uses for other purposes.
+    if (name == "OUTPOST_CONFIG" || name == "OUTPOST_SOURCE_DIR" || name == "OUTPOST_BIN") continue;
+    const KeyDef* match = nullptr;
+    for (const auto& d : defs()) {
+      if (name == kPrefix + upper(d.info.section) + "_" + upper(d.info.key)) {
+        match = &d;
+        break;
+      }
+    }
+    if (!match) return Status::invalid(fmt::format("environment: unknown setting {}", name));
+    Status s = match->from_text(cfg, value);
+    if (!s) return Status::invalid(fmt::format("environment {}: {}", name, s.message()));
+  }
+  return Status::ok();
+}
+
+std::optional<HostPort> parse_host_port(const std::string& s) {
+  std::string host, port;
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find(']');
+    if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string::npos || s.find(':') != colon) return std::nullopt;
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  if (host.empty() || port.empty()) return std::nullopt;
+  unsigned p = 0;
+  auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) return std::nullopt;
+  return HostPort{host, static_cast<uint16_t>(p)};
+}
+
+Status validate(const Config& cfg) {
+  if (!parse_host_port(cfg.server.listen))
+    return Status::invalid(fmt::format("server.listen: '{}' is not HOST:PORT", cfg.server.listen));
+  for (const auto& o : cfg.server.cors_origins) {
+    if (o != "*" && o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0)
+      return Status::invalid(
+          fmt::format("server.cors_origins: '{}' is not an origin (scheme://host[:port]) or \"*\"", o));
+    if (o != "*" && o.back() == '/')
+      return Status::invalid(fmt::format("server.cors_origins: '{}' must not end with '/'", o));
+  }
+  return Status::ok();
+}
+
+}  // namespace outpost::config

@@ -1,0 +1,108 @@
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace outpost::config {
+namespace {
+
+TEST(Config, DefaultsAreValid) {
+  Config c;
+  EXPECT_TRUE(validate(c).is_ok());
+  EXPECT_EQ(c.server.listen, "127.0.0.1:8080");
+  EXPECT_TRUE(c.server.cors_origins.empty());
+}
+
+TEST(Config, PrecedenceDefaultTomlEnvFlag) {
+  Config c;
+  ASSERT_TRUE(apply_toml(c, "[server]\nlisten = \"127.0.0.1:9000\"\nthreads = 3\n[log]\nlevel = \"debug\"\n", "t.toml"));
+  EXPECT_EQ(c.server.listen, "127.0.0.1:9000");
+  char e1[] = "OUTPOST_SERVER_LISTEN=127.0.0.1:9001";
+  char e2[] = "PATH=/bin";
+  char* env[] = {e1, e2, nullptr};
+  ASSERT_TRUE(apply_env(c, env));
+  EXPECT_EQ(c.server.listen, "127.0.0.1:9001");
+  EXPECT_EQ(c.server.threads, 3);  // untouched by env
+  ASSERT_TRUE(set_key(c, "server", "listen", "127.0.0.1:9002", "--listen"));
+  EXPECT_EQ(c.server.listen, "127.0.0.1:9002");
+  EXPECT_EQ(c.log.level, "debug");
+}
+
+TEST(Config, UnknownKeysAndBadValuesNameTheKey) {
+  Config c;
+  auto s = apply_toml(c, "[server]\nlisen = \"x\"\n", "f.toml");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("server.lisen"), std::string::npos) << s.message();
+  s = apply_toml(c, "[srv]\nlisten = \"x\"\n", "f.toml");
+  EXPECT_NE(s.message().find("[srv]"), std::string::npos) << s.message();
+  s = apply_toml(c, "[server]\nthreads = \"four\"\n", "f.toml");
+  EXPECT_NE(s.message().find("server.threads"), std::string::npos) << s.message();
+  s = apply_toml(c, "[server]\nthreads = 100000\n", "f.toml");
+  EXPECT_NE(s.message().find("out of range"), std::string::npos) << s.message();
+  s = apply_toml(c, "[log]\nlevel = \"loud\"\n", "f.toml");
+  EXPECT_NE(s.message().find("log.level"), std::string::npos) << s.message();
+  s = apply_toml(c, "[server\n", "f.toml");
+  EXPECT_NE(s.message().find("f.toml:1"), std::string::npos) << s.message();
+
+  char e1[] = "OUTPOST_SERVER_LISTN=1";
+  char* env[] = {e1, nullptr};
+  s = apply_env(c, env);
+  EXPECT_NE(s.message().find("OUTPOST_SERVER_LISTN"), std::string::npos) << s.message();
+
+  s = set_key(c, "collector", "interval", "soon", "--set");
+  EXPECT_NE(s.message().find("collector.interval"), std::string::npos) << s.message();
+  s = set_key(c, "store", "body", "1", "--set");
+  EXPECT_NE(s.message().find("store.body"), std::string::npos) << s.message();
+}
+
+TEST(Config, DurationsAndLists) {
+  Config c;
+  ASSERT_TRUE(apply_toml(c, "[collector]\ninterval = \"2s\"\n[server]\nheader_timeout = 3\ncors_origins = [\"https://a.example\"]\n", "t"));
+  EXPECT_EQ(c.collector.interval, milliseconds(2000));
+  EXPECT_EQ(c.server.header_timeout, milliseconds(3000));
+  ASSERT_EQ(c.server.cors_origins.size(), 1u);
+  ASSERT_TRUE(set_key(c, "server", "cors_origins", "https://a.example,http://b.example:3000", "env"));
+  EXPECT_EQ(c.server.cors_origins.size(), 2u);
+  EXPECT_TRUE(validate(c));
+  ASSERT_TRUE(set_key(c, "server", "cors_origins", "a.example", "env"));
+  EXPECT_FALSE(validate(c));
+}
+
+TEST(Config, ListenSyntax) {
+  EXPECT_TRUE(parse_host_port("127.0.0.1:0"));
+  EXPECT_EQ(parse_host_port("[::1]:8080")->host, "::1");
+  EXPECT_FALSE(parse_host_port("127.0.0.1"));
+  EXPECT_FALSE(parse_host_port(":80"));
+  EXPECT_FALSE(parse_host_port("h:70000"));
+  EXPECT_FALSE(parse_host_port("::1:80"));
+}
+
+// The example file documents every key, and is itself a valid configuration.
+TEST(Config, ExampleFileDocumentsEveryKey) {
+  const char* src = std::getenv("OUTPOST_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  std::string path = std::string(src) + "/config/outpost.example.toml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  for (const auto& k : keys()) {
+    std::string section = "[" + k.section + "]";
+    size_t at = text.find(section);
+    ASSERT_NE(at, std::string::npos) << section;
+    // "key =" or "# key =" after the section header.
+    bool documented = text.find("\n" + k.key + " =", at) != std::string::npos ||
+                      text.find("# " + k.key + " =", at) != std::string::npos;
+    EXPECT_TRUE(documented)
+        << k.section << "." << k.key << " is not documented in " << path;
+  }
+  Config c;
+  EXPECT_TRUE(apply_toml_file(c, path)) << apply_toml_file(c, path).message();
+}
+
+}  // namespace
+}  // namespace outpost::config
