@@ -1,0 +1,1141 @@
+// The SQLite implementation of Store.
+//
+// One writer connection, used only by the writer thread (and by open() before that thread
+// starts); a bounded pool of read-only connections for queries and key reads. Key writes and
+// flush() are tasks in the same FIFO queue as readings, so they are ordered with them and
+// SQLite never sees two writers from this process.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+
+#include "store/detail/schema.hpp"
+#include "store/detail/sqlite.hpp"
+#include "store/detail/writer_thread.hpp"
+#include "store/store.hpp"
+
+namespace outpost::store {
+
+namespace {
+
+using core::Result;
+using core::Status;
+using detail::Db;
+using detail::StmtLease;
+using detail::Txn;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr const char* kDbFile = "outpost.db";
+// Long enough to ride out the CLI's key transaction or a checkpoint, short enough that a
+// stuck lock surfaces as an error instead of a hang.
+constexpr std::chrono::milliseconds kBusyTimeout{5'000};
+// Read connections. A query holds one only while it steps; more would mostly add page caches.
+constexpr size_t kMaxReaders = 4;
+constexpr std::chrono::seconds kRetentionInterval{60};
+// Not at once: start-up has its own burst of work, and a short-lived process on the same file
+// (the `outpost keys` CLI) should come and go without deleting anything.
+constexpr std::chrono::seconds kFirstRetentionDelay{5};
+constexpr uint64_t kRetentionEveryRows = 100'000;
+// One retention transaction deletes at most this many rows and visits at most this many
+// series, so it holds the write lock for milliseconds and ingest waits at most one chunk.
+constexpr int64_t kRetentionChunkRows = 5'000;
+constexpr size_t kRetentionChunkSeries = 500;
+constexpr int64_t kMinTs = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMaxTs = std::numeric_limits<int64_t>::max();
+
+// Writer statements.
+constexpr const char* kLoadSeries = "SELECT id, device, sensor, unit, row_count FROM series";
+constexpr const char* kFindSeries =
+    "SELECT id, unit, row_count FROM series WHERE device = ?1 AND sensor = ?2";
+constexpr const char* kInsertSeries =
+    "INSERT INTO series (device, sensor, unit) VALUES (?1, ?2, ?3)";
+constexpr const char* kSetUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
+constexpr const char* kAddRowCount = "UPDATE series SET row_count = row_count + ?2 WHERE id = ?1";
+// INSERT OR IGNORE, then UPDATE for a duplicate: the later reading wins exactly as with INSERT
+// OR REPLACE, but changes() tells a new row from a replaced one, which keeps row_count exact.
+constexpr const char* kInsertReading =
+    "INSERT OR IGNORE INTO readings (series, ts, value, text) VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kReplaceReading =
+    "UPDATE readings SET value = ?3, text = ?4 WHERE series = ?1 AND ts = ?2";
+// Retention.
+constexpr const char* kNthOldestBefore =
+    "SELECT ts FROM readings WHERE series = ?1 AND ts < ?2 ORDER BY ts LIMIT 1 OFFSET ?3";
+constexpr const char* kCountSeries = "SELECT count(*) FROM readings WHERE series = ?1";
+constexpr const char* kDeleteBefore = "DELETE FROM readings WHERE series = ?1 AND ts < ?2";
+// Keys.
+constexpr const char* kInsertKey =
+    "INSERT INTO keys (id, name, scope, hash, created, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kKeyById = "SELECT revoked FROM keys WHERE id = ?1";
+constexpr const char* kKeysByName = "SELECT id, revoked FROM keys WHERE name = ?1";
+constexpr const char* kRevokeKey = "UPDATE keys SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL";
+
+// Reader statements. Two steps rather than a JOIN: with statistics on a small series table the
+// planner may scan series first and then sort the whole time range to apply LIMIT; by series id
+// the rows come straight off the clustered (series, ts) key, in order, LIMIT rows and no more.
+constexpr const char* kSeriesByName =
+    "SELECT id, unit FROM series WHERE device = ?1 AND sensor = ?2";
+constexpr const char* kQueryNewest =
+    "SELECT ts, value, text FROM readings WHERE series = ?1 AND ts BETWEEN ?2 AND ?3"
+    " ORDER BY ts DESC LIMIT ?4";
+constexpr const char* kQueryOldest =
+    "SELECT ts, value, text FROM readings WHERE series = ?1 AND ts BETWEEN ?2 AND ?3"
+    " ORDER BY ts ASC LIMIT ?4";
+constexpr const char* kFindKey =
+    "SELECT id, name, scope, hash, created, revoked FROM keys WHERE id = ?1";
+constexpr const char* kListKeys =
+    "SELECT id, name, scope, hash, created, revoked FROM keys ORDER BY created, id";
+constexpr const char* kKeysGeneration = "SELECT value FROM meta WHERE name = 'keys_generation'";
+
+bool valid_scope(const std::string& s) { return s == "read" || s == "control" || s == "admin"; }
+
+// Errors that say the storage is unwell (as opposed to "that key exists"): these are logged,
+// counted and shown in health().
+bool is_storage_failure(const Status& s) {
+  switch (s.code()) {
+    case core::Code::kIo:
+    case core::Code::kBusy:
+    case core::Code::kUnavailable:
+    case core::Code::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+ApiKey key_from_row(const detail::Stmt& s) {
+  ApiKey k;
+  k.id = s.text(0);
+  k.name = s.text(1);
+  k.scope = s.text(2);
+  k.hash = s.blob(3);
+  k.created = core::from_micros(s.int64(4));
+  if (!s.is_null(5)) k.revoked = core::from_micros(s.int64(5));
+  return k;
+}
+
+// Read-only connections, opened on demand up to kMaxReaders, handed out one caller at a time.
+class ReaderPool {
+ public:
+  class Lease {
+   public:
+    Lease(ReaderPool* pool, std::unique_ptr<Db> db) : pool_(pool), db_(std::move(db)) {}
+    Lease(Lease&& o) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (db_) pool_->release(std::move(db_));
+    }
+    Db* operator->() const { return db_.get(); }
+
+   private:
+    ReaderPool* pool_;
+    std::unique_ptr<Db> db_;
+  };
+
+  explicit ReaderPool(std::string path) : path_(std::move(path)) {}
+
+  // Blocks while all kMaxReaders connections are leased. Status::unavailable once closed.
+  Result<Lease> acquire() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return closed_ || !idle_.empty() || open_ < kMaxReaders; });
+    if (closed_) return Status::unavailable("store closed");
+    if (!idle_.empty()) {
+      auto db = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(db));
+    }
+    ++open_;
+    lk.unlock();  // opening reads the file; other callers need not wait for that
+    auto db = Db::open(path_, Db::Mode::kReadOnly, kBusyTimeout);
+    if (!db) {
+      lk.lock();
+      --open_;
+      cv_.notify_one();
+      return db.status();
+    }
+    return Lease(this, std::move(*db));
+  }
+
+  // Waits for leased connections to come back, then closes them all.
+  void close() {
+    std::vector<std::unique_ptr<Db>> idle;
+    {
+      std::unique_lock lk(mu_);
+      closed_ = true;
+      idle.swap(idle_);
+      open_ -= idle.size();
+      cv_.notify_all();
+      cv_.wait(lk, [&] { return open_ == 0; });
+    }
+  }
+
+ private:
+  void release(std::unique_ptr<Db> db) {
+    std::lock_guard lk(mu_);
+    if (closed_) {
+      db.reset();
+      --open_;
+      cv_.notify_all();
+    } else {
+      idle_.push_back(std::move(db));
+      cv_.notify_one();
+    }
+  }
+
+  const std::string path_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Db>> idle_;
+  size_t open_ = 0;  // idle + leased + being opened
+  bool closed_ = false;
+};
+
+// One (device, sensor) as the writer knows it.
+struct Series {
+  int64_t id = 0;
+  std::string unit;
+  int64_t rows = 0;      // committed rows (mirrors series.row_count)
+  int64_t pending = 0;   // change to `rows` in the open transaction
+  bool touched = false;  // in touched_ for the open transaction
+};
+
+struct SeriesKey {
+  std::string device, sensor;
+};
+struct SeriesKeyView {
+  SeriesKeyView(std::string_view d, std::string_view s) : device(d), sensor(s) {}
+  SeriesKeyView(const SeriesKey& k) : device(k.device), sensor(k.sensor) {}  // NOLINT
+  std::string_view device, sensor;
+};
+// Transparent, so the per-row lookup needs no temporary strings.
+struct SeriesHash {
+  using is_transparent = void;
+  size_t operator()(SeriesKeyView k) const {
+    size_t h = std::hash<std::string_view>()(k.device);
+    return h ^
+           (std::hash<std::string_view>()(k.sensor) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+  }
+};
+struct SeriesEq {
+  using is_transparent = void;
+  bool operator()(SeriesKeyView a, SeriesKeyView b) const {
+    return a.device == b.device && a.sensor == b.sensor;
+  }
+};
+
+// What the metrics gauges read. Shared with the Registry's callbacks, so rendering stays safe
+// after the Store is gone.
+struct Shared {
+  std::atomic<uint64_t> readings{0};
+  std::atomic<size_t> queued{0};
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(const config::StoreConfig& cfg, const std::string& path, std::unique_ptr<Db> db,
+              core::Registry* metrics)
+      : cfg_(cfg),
+        db_(std::move(db)),
+        readers_(path),
+        shared_(std::make_shared<Shared>()),
+        local_commit_seconds_(core::latency_buckets()) {
+    commit_seconds_ = &local_commit_seconds_;
+    rows_written_ = &local_rows_written_;
+    write_errors_ = &local_write_errors_;
+    if (metrics) {
+      commit_seconds_ = &metrics->histogram(
+          "outpost_store_commit_seconds",
+          "Duration of readings write transactions, BEGIN to COMMIT.", core::latency_buckets());
+      rows_written_ =
+          &metrics->counter("outpost_store_rows_written_total", "Readings committed to the store.");
+      write_errors_ = &metrics->counter("outpost_store_write_errors_total",
+                                        "Store write transactions that failed.");
+      auto shared = shared_;
+      metrics->gauge_fn("outpost_readings_stored", "Readings currently stored.",
+                        [shared] { return static_cast<double>(shared->readings.load()); });
+      metrics->gauge_fn("outpost_store_queue_depth",
+                        "Readings waiting for (or in) a store write transaction.",
+                        [shared] { return static_cast<double>(shared->queued.load()); });
+    }
+  }
+
+  ~SqliteStore() override { close(); }
+
+  // Loads the series cache and starts the writer. Called once, by open().
+  Status start() {
+    if (auto s = load_series(); !s) return s;
+    writer_ = std::thread([this] { writer_main(); });
+    return Status::ok();
+  }
+
+  void append(std::vector<core::Reading> readings, Done done) override {
+    auto refuse = [&](Status s) {
+      if (done) done(std::move(s));
+    };
+    for (const auto& r : readings) {
+      if (r.device.empty() || r.sensor.empty()) {
+        return refuse(Status::invalid("a reading needs a device and a sensor"));
+      }
+    }
+    size_t n = readings.size();
+    if (n > kMaxQueuedRows) {
+      return refuse(Status::too_large(
+          fmt::format("{} readings in one append; at most {}", n, kMaxQueuedRows)));
+    }
+    Status refused;
+    {
+      std::lock_guard lk(mu_);
+      size_t queued = shared_->queued.load();
+      if (stop_) {
+        refused = Status::unavailable("store closed");
+      } else if (queued + n > kMaxQueuedRows) {
+        refused = Status::busy(fmt::format("store queue full ({} rows waiting)", queued));
+      } else {
+        shared_->queued.fetch_add(n);
+        queue_.emplace_back(Append{std::move(readings), 0, std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    refuse(std::move(refused));  // outside the lock: `done` may well call append() again
+  }
+
+  Result<std::vector<core::Reading>> query(const ReadingQuery& q) const override {
+    int64_t from = q.from ? core::to_micros(*q.from) : kMinTs;
+    int64_t to = q.to ? core::to_micros(*q.to) : kMaxTs;
+    if (from > to) return Status::invalid("query: 'from' is after 'to'");
+    std::vector<core::Reading> out;
+    if (q.limit == 0) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    int64_t series;
+    std::string unit;
+    {
+      auto st = (*lease)->prepare(kSeriesByName);
+      if (!st) return st.status();
+      StmtLease& s = *st;
+      s->bind_text(1, q.device);
+      s->bind_text(2, q.sensor);
+      int rc = s->step();
+      if (rc == SQLITE_DONE) return out;  // an unknown series has no readings
+      if (rc != SQLITE_ROW) return (*lease)->error(rc, "query series");
+      series = s->int64(0);
+      unit = s->text(1);
+    }
+    auto st = (*lease)->prepare(q.newest ? kQueryNewest : kQueryOldest);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind(1, series);
+    s->bind(2, from);
+    s->bind(3, to);
+    s->bind(4, static_cast<int64_t>(std::min<uint64_t>(q.limit, kMaxTs)));
+    out.reserve(std::min<size_t>(q.limit, 4096));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      core::Reading& r = out.emplace_back();
+      r.device = q.device;
+      r.sensor = q.sensor;
+      r.ts = core::from_micros(s->int64(0));
+      r.text = s->text(2);
+      if (!s->is_null(1)) {
+        r.value = s->real(1);
+      } else if (s->is_null(2)) {
+        r.value = std::numeric_limits<double>::quiet_NaN();
+      }
+      r.unit = unit;
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query readings");
+    if (q.newest) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  uint64_t readings_count() const override { return shared_->readings.load(); }
+
+  Status insert_key(const ApiKey& k) override {
+    if (k.id.empty()) return Status::invalid("key id is empty");
+    if (!valid_scope(k.scope)) return Status::invalid("unknown key scope '" + k.scope + "'");
+    if (k.hash.size() != 32) return Status::invalid("key hash must be 32 bytes (SHA-256)");
+    return run_on_writer([&] {
+      return write_keys([&](Db& db) -> Status {
+        auto st = db.prepare(kInsertKey);
+        if (!st) return st.status();
+        StmtLease& s = *st;
+        s->bind_text(1, k.id);
+        s->bind_text(2, k.name);
+        s->bind_text(3, k.scope);
+        s->bind_blob(4, k.hash);
+        s->bind(5, core::to_micros(k.created));
+        if (k.revoked) {
+          s->bind(6, core::to_micros(*k.revoked));
+        } else {
+          s->bind_null(6);
+        }
+        int rc = s->step();
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+          return Status::conflict("an API key with id '" + k.id + "' exists");
+        }
+        if (rc != SQLITE_DONE) return db.error(rc, "insert key");
+        return Status::ok();
+      });
+    });
+  }
+
+  Result<std::optional<ApiKey>> find_key(const std::string& id) const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kFindKey);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, id);
+    int rc = s->step();
+    if (rc == SQLITE_DONE) return std::optional<ApiKey>();
+    if (rc != SQLITE_ROW) return (*lease)->error(rc, "find key");
+    return std::optional<ApiKey>(key_from_row(*s));
+  }
+
+  Result<std::vector<ApiKey>> list_keys() const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kListKeys);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    std::vector<ApiKey> out;
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) out.push_back(key_from_row(*s));
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "list keys");
+    return out;
+  }
+
+  Status revoke_key(const std::string& id_or_name) override {
+    return run_on_writer([&] {
+      return write_keys([&](Db& db) -> Status {
+        // An id match wins: ids are unique, names are not.
+        std::string target;
+        {
+          auto st = db.prepare(kKeyById);
+          if (!st) return st.status();
+          StmtLease& s = *st;
+          s->bind_text(1, id_or_name);
+          int rc = s->step();
+          if (rc == SQLITE_ROW) {
+            if (!s->is_null(0)) {
+              return Status::not_found("API key '" + id_or_name + "' is already revoked");
+            }
+            target = id_or_name;
+          } else if (rc != SQLITE_DONE) {
+            return db.error(rc, "revoke key");
+          }
+        }
+        if (target.empty()) {
+          auto st = db.prepare(kKeysByName);
+          if (!st) return st.status();
+          StmtLease& s = *st;
+          s->bind_text(1, id_or_name);
+          size_t active = 0, revoked = 0;
+          int rc;
+          while ((rc = s->step()) == SQLITE_ROW) {
+            if (s->is_null(1)) {
+              ++active;
+              target = s->text(0);
+            } else {
+              ++revoked;
+            }
+          }
+          if (rc != SQLITE_DONE) return db.error(rc, "revoke key");
+          if (active > 1) {
+            return Status::conflict(fmt::format(
+                "{} active API keys are named '{}'; revoke them by id", active, id_or_name));
+          }
+          if (active == 0) {
+            return Status::not_found(
+                revoked > 0 ? "every API key named '" + id_or_name + "' is already revoked"
+                            : "no API key with id or name '" + id_or_name + "'");
+          }
+        }
+        auto st = db.prepare(kRevokeKey);
+        if (!st) return st.status();
+        StmtLease& s = *st;
+        s->bind_text(1, target);
+        s->bind(2, core::to_micros(core::now()));
+        if (int rc = s->step(); rc != SQLITE_DONE) return db.error(rc, "revoke key");
+        return Status::ok();
+      });
+    });
+  }
+
+  Result<uint64_t> keys_generation() const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kKeysGeneration);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    int rc = s->step();
+    if (rc != SQLITE_ROW) return (*lease)->error(rc, "keys generation");
+    return static_cast<uint64_t>(s->int64(0));
+  }
+
+  Status flush() override {
+    return run_on_writer([] { return Status::ok(); });
+  }
+
+  Status enforce_retention() override {
+    return run_on_writer([this] {
+      start_retention_pass();
+      while (retention_.active) {
+        bool done = false;
+        if (auto s = retention_chunk(done); !s) {
+          retention_.active = false;
+          return s;
+        }
+        if (done) retention_.active = false;
+      }
+      return Status::ok();
+    });
+  }
+
+  Health health() const override {
+    Health h;
+    h.readings = shared_->readings.load();
+    h.queue_depth = shared_->queued.load();
+    std::lock_guard lk(health_mu_);
+    if (closed_flag_) {
+      h.detail = "closed";
+    } else if (failing_) {
+      h.detail = fmt::format("writes failing since {} ({} failed transactions): {}",
+                             core::format_iso8601(failing_since_), failures_in_row_, last_error_);
+    } else {
+      h.ok = true;
+      h.detail = "ok";
+    }
+    return h;
+  }
+
+  void close() override {
+    if (detail::on_writer_thread()) {
+      // Joining ourselves would deadlock; the owner's close() or destructor finishes the job.
+      spdlog::error("store: close() called on a store writer thread; ignored");
+      return;
+    }
+    std::lock_guard close_lk(close_mu_);
+    if (closed_) return;
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+    readers_.close();
+    db_.reset();
+    closed_ = true;
+    std::lock_guard lk(health_mu_);
+    closed_flag_ = true;
+  }
+
+  void TEST_fail_writes(bool on) override { fail_writes_.store(on); }
+
+ private:
+  struct Append {
+    std::vector<core::Reading> rows;
+    size_t taken = 0;  // rows already handed to the writer (an append split over transactions)
+    Done done;
+  };
+  struct Task {
+    std::function<void()> fn;
+  };
+  using Item = std::variant<Append, Task>;
+
+  // What the writer took off the queue for one round: readings for one transaction, or a task.
+  struct Work {
+    std::vector<core::Reading> rows;
+    std::vector<Done> done;     // appends whose last row is in `rows`
+    bool ends_partial = false;  // the queue's front append has more rows after `rows`
+    std::function<void()> task;
+  };
+
+  struct RetentionPass {
+    bool active = false;
+    std::vector<int64_t> ids;  // series to visit, fixed when the pass starts
+    size_t next = 0;
+    int64_t cutoff = kMinTs;  // rows with ts below it are too old
+  };
+
+  struct Planned {
+    int64_t series;
+    int64_t ts;
+    uint32_t index;  // into the batch; ties on (series, ts) go to the later index
+    Series* s;
+  };
+
+  // Runs fn on the writer thread, after everything queued before, and waits for it.
+  Status run_on_writer(const std::function<Status()>& fn) {
+    if (detail::on_writer_thread()) {
+      return Status::internal("a waiting store call was made on the writer thread");
+    }
+    std::promise<Status> result;
+    auto future = result.get_future();
+    {
+      std::lock_guard lk(mu_);
+      if (stop_) return Status::unavailable("store closed");
+      queue_.emplace_back(Task{[&] {
+        try {
+          result.set_value(fn());
+        } catch (const std::exception& e) {
+          result.set_value(Status::internal(e.what()));
+        }
+      }});
+    }
+    cv_.notify_one();
+    return future.get();
+  }
+
+  void writer_main() {
+    detail::mark_writer_thread();
+    auto next_retention = SteadyClock::now() + kFirstRetentionDelay;
+    for (;;) {
+      Work work;
+      bool stopping = false;
+      {
+        std::unique_lock lk(mu_);
+        if (!retention_.active) {
+          cv_.wait_until(lk, next_retention, [&] { return stop_ || !queue_.empty(); });
+        }
+        if (stop_ && queue_.empty()) break;
+        stopping = stop_;
+        take_work(work);
+      }
+      if (work.task) {
+        work.task();
+      } else if (!work.rows.empty() || !work.done.empty()) {
+        write_batch(work);
+      }
+      // While closing, only drain; an unfinished pass simply starts over after the next open.
+      if (stopping) continue;
+      if (!retention_.active &&
+          (SteadyClock::now() >= next_retention || rows_since_retention_ >= kRetentionEveryRows)) {
+        start_retention_pass();
+        rows_since_retention_ = 0;
+        if (!retention_.active) next_retention = SteadyClock::now() + kRetentionInterval;
+      }
+      if (retention_.active) {
+        // One bounded chunk per round, alternating with ingest batches.
+        bool done = false;
+        Status s = retention_chunk(done);
+        if (!s || done) {
+          retention_.active = false;
+          next_retention = SteadyClock::now() + kRetentionInterval;
+        }
+      }
+    }
+  }
+
+  // Under mu_. Takes up to batch_max rows (splitting an append if needed), or one task.
+  void take_work(Work& w) {
+    const size_t cap = cfg_.batch_max;
+    while (!queue_.empty() && w.rows.size() < cap) {
+      if (auto* task = std::get_if<Task>(&queue_.front())) {
+        if (w.rows.empty() && w.done.empty()) {
+          w.task = std::move(task->fn);
+          queue_.pop_front();
+        }
+        return;
+      }
+      auto& a = std::get<Append>(queue_.front());
+      size_t room = cap - w.rows.size();
+      size_t left = a.rows.size() - a.taken;
+      if (left <= room) {
+        if (w.rows.empty() && a.taken == 0) {
+          w.rows = std::move(a.rows);  // the common case: no copying at all
+        } else {
+          std::move(a.rows.begin() + static_cast<ptrdiff_t>(a.taken), a.rows.end(),
+                    std::back_inserter(w.rows));
+        }
+        w.done.push_back(std::move(a.done));
+        queue_.pop_front();
+      } else {
+        auto first = a.rows.begin() + static_cast<ptrdiff_t>(a.taken);
+        std::move(first, first + static_cast<ptrdiff_t>(room), std::back_inserter(w.rows));
+        a.taken += room;
+        w.ends_partial = true;
+        return;
+      }
+    }
+  }
+
+  void write_batch(Work& w) {
+    Status s = w.rows.empty() ? Status::ok() : write_rows(w.rows);
+    shared_->queued.fetch_sub(w.rows.size());
+    if (!s && w.ends_partial) {
+      // The rest of a split append is dropped: its caller hears about the failure now, once.
+      std::lock_guard lk(mu_);
+      auto& a = std::get<Append>(queue_.front());
+      shared_->queued.fetch_sub(a.rows.size() - a.taken);
+      w.done.push_back(std::move(a.done));
+      queue_.pop_front();
+    }
+    for (auto& done : w.done) {
+      if (!done) continue;
+      try {
+        done(s);
+      } catch (const std::exception& e) {
+        spdlog::error("store: a done callback threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("store: a done callback threw");
+      }
+    }
+  }
+
+  // One transaction for `rows` (at most batch_max of them).
+  Status write_rows(std::vector<core::Reading>& rows) {
+    auto t0 = SteadyClock::now();
+    Txn txn(*db_);
+    if (!txn.begun()) return failed(txn.begun());
+    if (auto s = ensure_series(); !s) return failed(s);
+
+    // Series ids first (this may create series), then sort by the clustered key so the
+    // inserts walk each series' B-tree in order.
+    std::vector<Planned> plan;
+    plan.reserve(rows.size());
+    const core::Reading* prev = nullptr;
+    Series* series = nullptr;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const core::Reading& r = rows[i];
+      if (!prev || prev->device != r.device || prev->sensor != r.sensor) {
+        auto found = resolve(r.device, r.sensor);
+        if (!found) return failed(found.status());
+        series = *found;
+      }
+      if (!r.unit.empty() && r.unit != series->unit) {
+        if (auto s = set_unit(*series, r.unit); !s) return failed(s);
+      }
+      plan.push_back({series->id, core::to_micros(r.ts), static_cast<uint32_t>(i), series});
+      prev = &r;
+    }
+    std::sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
+      if (a.series != b.series) return a.series < b.series;
+      if (a.ts != b.ts) return a.ts < b.ts;
+      return a.index < b.index;
+    });
+
+    auto ins = db_->prepare(kInsertReading);
+    if (!ins) return failed(ins.status());
+    StmtLease& insert = *ins;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const Planned& p = plan[i];
+      // Same (series, ts) again later in this batch: that later reading wins.
+      if (i + 1 < plan.size() && plan[i + 1].series == p.series && plan[i + 1].ts == p.ts) {
+        continue;
+      }
+      const core::Reading& r = rows[p.index];
+      bind_reading(*insert, p, r);
+      int rc = insert->step();
+      sqlite3_reset(insert->get());
+      if (rc != SQLITE_DONE) return failed(db_->error(rc, "insert reading"));
+      if (db_->changes() == 1) {
+        account(*p.s, 1);
+        continue;
+      }
+      auto upd = db_->prepare(kReplaceReading);
+      if (!upd) return failed(upd.status());
+      bind_reading(**upd, p, r);
+      if (int urc = (*upd)->step(); urc != SQLITE_DONE) {
+        return failed(db_->error(urc, "replace reading"));
+      }
+    }
+    Status s = finish(txn);
+    if (s) {
+      commit_seconds_->observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+      rows_written_->inc(rows.size());
+      rows_since_retention_ += rows.size();
+    }
+    return s;
+  }
+
+  static void bind_reading(detail::Stmt& st, const Planned& p, const core::Reading& r) {
+    st.bind(1, p.series);
+    st.bind(2, p.ts);
+    // A text reading has value NULL; NaN is stored as NULL/NULL (SQLite has no NaN).
+    if (r.is_numeric() && !std::isnan(r.value)) {
+      st.bind(3, r.value);
+    } else {
+      st.bind_null(3);
+    }
+    if (r.is_numeric()) {
+      st.bind_null(4);
+    } else {
+      st.bind_text(4, r.text);
+    }
+  }
+
+  // The cached series, creating it (inside the caller's transaction) if it is new.
+  Result<Series*> resolve(const std::string& device, const std::string& sensor) {
+    if (auto it = series_.find(SeriesKeyView(device, sensor)); it != series_.end()) {
+      return &it->second;
+    }
+    Series fresh;
+    {
+      // Not cached but maybe there: another process may have written it since we loaded.
+      auto st = db_->prepare(kFindSeries);
+      if (!st) return st.status();
+      StmtLease& s = *st;
+      s->bind_text(1, device);
+      s->bind_text(2, sensor);
+      int rc = s->step();
+      if (rc == SQLITE_ROW) {
+        fresh.id = s->int64(0);
+        fresh.unit = s->text(1);
+        fresh.rows = s->int64(2);
+      } else if (rc != SQLITE_DONE) {
+        return db_->error(rc, "find series");
+      }
+    }
+    if (fresh.id == 0) {
+      auto st = db_->prepare(kInsertSeries);
+      if (!st) return st.status();
+      StmtLease& s = *st;
+      s->bind_text(1, device);
+      s->bind_text(2, sensor);
+      s->bind_text(3, "");
+      if (int rc = s->step(); rc != SQLITE_DONE) return db_->error(rc, "insert series");
+      fresh.id = db_->last_insert_rowid();
+    }
+    auto [it, inserted] = series_.emplace(SeriesKey{device, sensor}, std::move(fresh));
+    by_id_[it->second.id] = &it->second;
+    return &it->second;
+  }
+
+  Status set_unit(Series& series, const std::string& unit) {
+    auto st = db_->prepare(kSetUnit);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind(1, series.id);
+    s->bind_text(2, unit);
+    if (int rc = s->step(); rc != SQLITE_DONE) return db_->error(rc, "set unit");
+    series.unit = unit;
+    return Status::ok();
+  }
+
+  void account(Series& s, int64_t delta) {
+    if (!s.touched) {
+      s.touched = true;
+      touched_.push_back(&s);
+    }
+    s.pending += delta;
+  }
+
+  // Ends a writer transaction: row counts, the TEST hook, COMMIT; then the in-memory state
+  // follows what was committed, or is reloaded from the database after a rollback.
+  Status finish(Txn& txn) {
+    Status s;
+    if (fail_writes_.load()) s = Status::io("write failed (TEST_fail_writes)");
+    for (Series* series : touched_) {
+      if (!s || series->pending == 0) continue;
+      auto st = db_->prepare(kAddRowCount);
+      if (!st) {
+        s = st.status();
+        break;
+      }
+      (*st)->bind(1, series->id);
+      (*st)->bind(2, series->pending);
+      if (int rc = (*st)->step(); rc != SQLITE_DONE) s = db_->error(rc, "update row count");
+    }
+    if (s) s = txn.commit();
+    if (!s) return failed(s);
+    for (Series* series : touched_) {
+      series->rows += series->pending;
+      total_rows_ += series->pending;
+      series->pending = 0;
+      series->touched = false;
+    }
+    touched_.clear();
+    shared_->readings.store(static_cast<uint64_t>(std::max<int64_t>(total_rows_, 0)));
+    note_write(Status::ok());
+    return s;
+  }
+
+  // A writer transaction failed (the Txn's destructor rolls it back): forget what the cache
+  // learned in it, and report.
+  Status failed(Status s) {
+    touched_.clear();
+    series_dirty_ = true;
+    note_write(s);
+    return s;
+  }
+
+  Status ensure_series() { return series_dirty_ ? load_series() : Status::ok(); }
+
+  Status load_series() {
+    series_.clear();
+    by_id_.clear();
+    touched_.clear();
+    total_rows_ = 0;
+    auto st = db_->prepare(kLoadSeries);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      Series series;
+      series.id = s->int64(0);
+      series.unit = s->text(3);
+      series.rows = s->int64(4);
+      total_rows_ += series.rows;
+      auto [it, inserted] = series_.emplace(SeriesKey{s->text(1), s->text(2)}, std::move(series));
+      by_id_[it->second.id] = &it->second;
+    }
+    if (rc != SQLITE_DONE) {
+      series_dirty_ = true;
+      return db_->error(rc, "load series");
+    }
+    series_dirty_ = false;
+    shared_->readings.store(static_cast<uint64_t>(std::max<int64_t>(total_rows_, 0)));
+    return Status::ok();
+  }
+
+  // Keeps the failure state for logging, metrics and health(): log once when writes start
+  // failing, count every failure, log once when they succeed again.
+  void note_write(const Status& s) {
+    if (s) {
+      if (!failing_) return;
+      std::lock_guard lk(health_mu_);
+      spdlog::info("store: writes succeed again after {} failed transactions", failures_in_row_);
+      failing_ = false;
+      failures_in_row_ = 0;
+      return;
+    }
+    if (!is_storage_failure(s)) return;
+    write_errors_->inc();
+    std::lock_guard lk(health_mu_);
+    ++failures_in_row_;
+    last_error_ = s.to_string();
+    if (!failing_) {
+      failing_ = true;
+      failing_since_ = core::now();
+      spdlog::error(
+          "store: write transaction failed: {}; later writes will be retried, failures are "
+          "counted in outpost_store_write_errors_total",
+          last_error_);
+    }
+  }
+
+  // Runs fn in a writer transaction (with the TEST hook and failure accounting).
+  Status write_keys(const std::function<Status(Db&)>& fn) {
+    Txn txn(*db_);
+    if (!txn.begun()) return failed(txn.begun());
+    if (auto s = fn(*db_); !s) {
+      note_write(s);  // a conflict or not_found is an answer, not a storage failure
+      return s;
+    }
+    return finish(txn);
+  }
+
+  void start_retention_pass() {
+    retention_ = RetentionPass{};
+    bool by_age = cfg_.readings_max_age.count() > 0;
+    if (!by_age && cfg_.readings_max_per_series == 0) return;
+    if (!ensure_series()) return;  // the failure is logged by the next write
+    retention_.ids.reserve(by_id_.size());
+    for (const auto& [id, series] : by_id_) retention_.ids.push_back(id);
+    std::sort(retention_.ids.begin(), retention_.ids.end());
+    if (by_age) {
+      auto max_age = std::chrono::duration_cast<std::chrono::microseconds>(cfg_.readings_max_age);
+      retention_.cutoff = core::to_micros(core::now()) - max_age.count();
+    }
+    retention_.active = !retention_.ids.empty();
+  }
+
+  // The ts of the (n+1)-th oldest row of `series` below `before`, if there is one.
+  Result<std::optional<int64_t>> nth_oldest(const Series& series, int64_t before, int64_t n) {
+    auto st = db_->prepare(kNthOldestBefore);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind(1, series.id);
+    s->bind(2, before);
+    s->bind(3, n);
+    int rc = s->step();
+    if (rc == SQLITE_ROW) return std::optional<int64_t>(s->int64(0));
+    if (rc != SQLITE_DONE) return db_->error(rc, "retention");
+    return std::optional<int64_t>();
+  }
+
+  Result<int64_t> delete_below(Series& series, int64_t bound) {
+    auto st = db_->prepare(kDeleteBefore);
+    if (!st) return st.status();
+    (*st)->bind(1, series.id);
+    (*st)->bind(2, bound);
+    if (int rc = (*st)->step(); rc != SQLITE_DONE) return db_->error(rc, "retention delete");
+    int64_t deleted = db_->changes();
+    account(series, -deleted);
+    return deleted;
+  }
+
+  Status recount(Series& series) {
+    auto st = db_->prepare(kCountSeries);
+    if (!st) return st.status();
+    (*st)->bind(1, series.id);
+    int rc = (*st)->step();
+    if (rc != SQLITE_ROW) return db_->error(rc, "count series");
+    int64_t actual = (*st)->int64(0);
+    spdlog::warn("store: series {} holds {} readings, not {}; corrected", series.id, actual,
+                 series.rows + series.pending);
+    account(series, actual - (series.rows + series.pending));
+    return Status::ok();
+  }
+
+  // One bounded retention transaction, continuing the current pass. `done` when the pass has
+  // visited every series. Bounds come from "the ts of the (k+1)-th oldest row", so a DELETE
+  // removes exactly k rows without DELETE ... LIMIT (a compile-time option of SQLite).
+  Status retention_chunk(bool& done) {
+    done = false;
+    Txn txn(*db_);
+    if (!txn.begun()) return failed(txn.begun());
+    if (auto s = ensure_series(); !s) return failed(s);
+    const auto max_rows = static_cast<int64_t>(cfg_.readings_max_per_series);
+    int64_t budget = kRetentionChunkRows;
+    size_t visited = 0;
+    auto& p = retention_;
+    while (p.next < p.ids.size() && budget > 0 && visited < kRetentionChunkSeries) {
+      auto it = by_id_.find(p.ids[p.next]);
+      if (it == by_id_.end()) {
+        ++p.next;
+        continue;
+      }
+      Series& series = *it->second;
+      bool more = false;  // this series still has rows to delete after this chunk
+      if (p.cutoff != kMinTs) {
+        // Too old: everything below the cutoff, or the oldest `budget` of it.
+        auto bound = nth_oldest(series, p.cutoff, budget);
+        if (!bound) return failed(bound.status());
+        more = bound->has_value();
+        auto deleted = delete_below(series, more ? **bound : p.cutoff);
+        if (!deleted) return failed(deleted.status());
+        budget -= *deleted;
+      }
+      int64_t excess = series.rows + series.pending - max_rows;
+      if (!more && max_rows > 0 && excess > 0) {
+        // Too many: the oldest `excess` rows, at most `budget` of them now.
+        int64_t k = std::min(excess, budget);
+        more = k < excess;
+        if (k > 0) {
+          auto bound = nth_oldest(series, kMaxTs, k);
+          if (!bound) return failed(bound.status());
+          if (bound->has_value()) {
+            auto deleted = delete_below(series, **bound);
+            if (!deleted) return failed(deleted.status());
+            budget -= *deleted;
+          } else {
+            // Fewer rows than row_count says (only if something else deleted readings):
+            // count this one series for real and look again in the next pass.
+            if (auto s = recount(series); !s) return failed(s);
+            more = false;
+          }
+        }
+      }
+      if (more) break;  // budget spent; the next chunk resumes this series
+      ++p.next;
+      ++visited;
+    }
+    if (auto s = finish(txn); !s) return s;
+    done = p.next >= p.ids.size();
+    return Status::ok();
+  }
+
+  const config::StoreConfig cfg_;
+  std::unique_ptr<Db> db_;  // the writer connection: writer thread only (open() before that)
+  mutable ReaderPool readers_;
+  std::shared_ptr<Shared> shared_;
+
+  core::Histogram local_commit_seconds_;  // used when open() got no Registry
+  core::Counter local_rows_written_, local_write_errors_;
+  core::Histogram* commit_seconds_;
+  core::Counter* rows_written_;
+  core::Counter* write_errors_;
+
+  std::mutex mu_;  // guards queue_ and stop_
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+
+  std::thread writer_;
+  std::mutex close_mu_;
+  bool closed_ = false;  // under close_mu_
+  std::atomic<bool> fail_writes_{false};
+
+  // Writer thread only.
+  std::unordered_map<SeriesKey, Series, SeriesHash, SeriesEq> series_;
+  std::unordered_map<int64_t, Series*> by_id_;
+  std::vector<Series*> touched_;  // series with a pending row-count change
+  bool series_dirty_ = false;     // the cache must be reloaded before its next use
+  int64_t total_rows_ = 0;
+  uint64_t rows_since_retention_ = 0;
+  RetentionPass retention_;
+
+  // Written by the writer, read by health().
+  mutable std::mutex health_mu_;
+  bool failing_ = false;
+  bool closed_flag_ = false;
+  core::TimePoint failing_since_;
+  uint64_t failures_in_row_ = 0;
+  std::string last_error_;
+};
+
+Status set_pragmas(Db& db, const config::StoreConfig& cfg) {
+  auto mode = db.query_text("PRAGMA journal_mode = WAL");
+  if (!mode) return mode.status();
+  if (*mode != "wal") {
+    return Status::unavailable("could not switch the database to WAL mode (journal_mode is '" +
+                               *mode + "'); is data_dir on a local file system?");
+  }
+  const char* sync =
+      cfg.synchronous == "full" ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+  if (auto s = db.exec(sync); !s) return s;
+  // Debian builds SQLite with SECURE_DELETE on, which zeroes every deleted row and roughly
+  // doubles the I/O of retention; FAST still zeroes whenever that costs no extra I/O.
+  // The writer's cache holds the hot leaf pages of many series; the WAL file is truncated back
+  // to 64 MB after checkpoints so a burst does not leave a huge file on an SD card.
+  return db.exec(
+      "PRAGMA secure_delete = FAST;"
+      "PRAGMA cache_size = -16384;"
+      "PRAGMA journal_size_limit = 67108864;"
+      "PRAGMA temp_store = MEMORY;");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const config::StoreConfig& cfg,
+                                           core::Registry* metrics) {
+  if (cfg.data_dir.empty()) return Status::invalid("store.data_dir is empty");
+  if (cfg.batch_max == 0) return Status::invalid("store.batch_max must be at least 1");
+  if (cfg.synchronous != "normal" && cfg.synchronous != "full") {
+    return Status::invalid("store.synchronous must be \"normal\" or \"full\", not \"" +
+                           cfg.synchronous + "\"");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) {
+    return Status::io("cannot create store.data_dir '" + cfg.data_dir + "': " + ec.message());
+  }
+  std::string path = (std::filesystem::path(cfg.data_dir) / kDbFile).string();
+  auto db = Db::open(path, Db::Mode::kReadWrite, kBusyTimeout);
+  if (!db) return db.status();
+  if (auto s = set_pragmas(**db, cfg); !s) return s;
+  if (auto s = detail::migrate(**db); !s) return s;
+  auto store = std::make_unique<SqliteStore>(cfg, path, std::move(*db), metrics);
+  if (auto s = store->start(); !s) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace outpost::store

@@ -1,0 +1,727 @@
+#include "store/store.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/detail/schema.hpp"
+
+namespace outpost::store {
+namespace {
+
+namespace fs = std::filesystem;
+using core::Code;
+using core::Reading;
+using core::Status;
+
+constexpr int64_t kSecond = 1'000'000;
+// An hour ago, whole seconds: recent enough for the default 30-day retention.
+const int64_t kBase = (core::to_micros(core::now()) / kSecond - 3600) * kSecond;
+
+Reading reading(const std::string& device, const std::string& sensor, int64_t ts_us, double value,
+                const std::string& unit = "") {
+  Reading r;
+  r.device = device;
+  r.sensor = sensor;
+  r.ts = core::from_micros(ts_us);
+  r.value = value;
+  r.unit = unit;
+  return r;
+}
+
+std::string sensor(int i) { return fmt::format("s{}", i); }
+
+// `n` numeric readings one second apart from `start`, value = index.
+std::vector<Reading> series_rows(const std::string& device, const std::string& sensor,
+                                 int64_t start, int n) {
+  std::vector<Reading> out;
+  for (int i = 0; i < n; ++i) out.push_back(reading(device, sensor, start + i * kSecond, i));
+  return out;
+}
+
+ApiKey key(const std::string& id, const std::string& name, const std::string& scope = "read") {
+  ApiKey k;
+  k.id = id;
+  k.name = name;
+  k.scope = scope;
+  k.hash = std::string(32, static_cast<char>(id.size()));
+  k.created = core::now();
+  return k;
+}
+
+std::vector<int64_t> times(const std::vector<Reading>& rows) {
+  std::vector<int64_t> out;
+  for (const auto& r : rows) out.push_back(core::to_micros(r.ts));
+  return out;
+}
+
+bool ascending(const std::vector<Reading>& rows) {
+  auto t = times(rows);
+  return std::is_sorted(t.begin(), t.end());
+}
+
+// The value of an unlabelled counter in a rendered registry; -1 if absent.
+double metric(const core::Registry& r, const std::string& name) {
+  std::string text = r.render();
+  size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+}
+
+// A one-shot gate, to hold the writer thread inside a `done` callback.
+class Gate {
+ public:
+  void open() {
+    std::lock_guard lk(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "outpost-store-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    cfg_.data_dir = (root_ / "var" / "data").string();  // does not exist yet
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  std::unique_ptr<Store> open(core::Registry* metrics = nullptr) {
+    auto r = Store::open(cfg_, metrics);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? std::move(r).value() : nullptr;
+  }
+
+  // A PRAGMA or one-value query on the database file, through a separate connection.
+  std::string sql_value(const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::string out;
+    EXPECT_EQ(sqlite3_open((fs::path(cfg_.data_dir) / "outpost.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  }
+
+  fs::path root_;
+  config::StoreConfig cfg_;
+};
+
+TEST_F(StoreTest, OpenCreatesDataDirInWalMode) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(fs::is_directory(cfg_.data_dir));
+  EXPECT_TRUE(fs::exists(fs::path(cfg_.data_dir) / "outpost.db"));
+  EXPECT_EQ(sql_value("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(sql_value("PRAGMA user_version"), std::to_string(detail::kSchemaVersion));
+  Health h = store->health();
+  EXPECT_TRUE(h.ok) << h.detail;
+  EXPECT_EQ(h.readings, 0u);
+}
+
+TEST_F(StoreTest, ReopenKeepsDataAndMigrationsAreIdempotent) {
+  for (int round = 0; round < 3; ++round) {
+    auto store = open();
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->readings_count(), static_cast<uint64_t>(round * 10));
+    ASSERT_TRUE(store->append_sync(series_rows("d", "s", kBase + round * 100 * kSecond, 10)));
+    store->close();
+    EXPECT_EQ(sql_value("PRAGMA user_version"), std::to_string(detail::kSchemaVersion));
+    EXPECT_EQ(sql_value("SELECT count(*) FROM sqlite_master WHERE name = 'readings'"), "1");
+    EXPECT_EQ(sql_value("SELECT count(*) FROM meta"), "1");
+  }
+}
+
+TEST_F(StoreTest, RefusesADatabaseFromANewerBuild) {
+  open()->close();
+  sql_value("PRAGMA user_version = 99");
+  auto r = Store::open(cfg_, nullptr);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_NE(r.status().message().find("99"), std::string::npos) << r.status().message();
+}
+
+TEST_F(StoreTest, RejectsInvalidConfig) {
+  auto bad = cfg_;
+  bad.synchronous = "sometimes";
+  EXPECT_EQ(Store::open(bad, nullptr).status().code(), Code::kInvalid);
+  bad = cfg_;
+  bad.batch_max = 0;
+  EXPECT_EQ(Store::open(bad, nullptr).status().code(), Code::kInvalid);
+  bad = cfg_;
+  bad.synchronous = "full";
+  EXPECT_TRUE(Store::open(bad, nullptr).is_ok());
+}
+
+TEST_F(StoreTest, QueriesNewestOldestRangeAndLimitInAscendingOrder) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->append_sync(series_rows("dev", "temp", kBase, 100)));
+  auto at = [](int i) { return kBase + i * kSecond; };
+
+  ReadingQuery q{.device = "dev", .sensor = "temp", .limit = 10};
+  auto newest = store->query(q);
+  ASSERT_TRUE(newest.is_ok()) << newest.status().to_string();
+  ASSERT_EQ(newest->size(), 10u);
+  EXPECT_EQ(core::to_micros(newest->front().ts), at(90));
+  EXPECT_EQ(core::to_micros(newest->back().ts), at(99));
+  EXPECT_TRUE(ascending(*newest));
+  EXPECT_EQ(newest->back().value, 99);
+  EXPECT_EQ(newest->back().device, "dev");
+  EXPECT_EQ(newest->back().sensor, "temp");
+
+  q.newest = false;
+  auto oldest = store->query(q);
+  ASSERT_TRUE(oldest.is_ok());
+  ASSERT_EQ(oldest->size(), 10u);
+  EXPECT_EQ(core::to_micros(oldest->front().ts), at(0));
+  EXPECT_EQ(core::to_micros(oldest->back().ts), at(9));
+
+  // Inclusive bounds.
+  q.from = core::from_micros(at(20));
+  q.to = core::from_micros(at(29));
+  q.limit = 50;
+  auto range = store->query(q);
+  ASSERT_TRUE(range.is_ok());
+  ASSERT_EQ(range->size(), 10u);
+  EXPECT_EQ(core::to_micros(range->front().ts), at(20));
+  EXPECT_EQ(core::to_micros(range->back().ts), at(29));
+
+  q.limit = 3;
+  q.newest = true;
+  auto tail = store->query(q);
+  ASSERT_TRUE(tail.is_ok());
+  EXPECT_EQ(times(*tail), (std::vector<int64_t>{at(27), at(28), at(29)}));
+
+  q.from.reset();
+  q.to = core::from_micros(at(4));
+  q.limit = 100;
+  auto head = store->query(q);
+  ASSERT_TRUE(head.is_ok());
+  EXPECT_EQ(head->size(), 5u);
+
+  q.limit = 0;
+  EXPECT_TRUE(store->query(q)->empty());
+
+  q.limit = 10;
+  q.from = core::from_micros(at(50));
+  q.to = core::from_micros(at(40));
+  EXPECT_EQ(store->query(q).status().code(), Code::kInvalid);
+
+  auto unknown = store->query(ReadingQuery{.device = "nope", .sensor = "temp"});
+  ASSERT_TRUE(unknown.is_ok());
+  EXPECT_TRUE(unknown->empty());
+}
+
+TEST_F(StoreTest, KeepsNumericTextAndNanValuesAndUnits) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::vector<Reading> rows;
+  rows.push_back(reading("d", "temp", kBase, 21.5, "°C"));
+  rows.push_back(reading("d", "temp", kBase + kSecond, std::nan(""), "°C"));
+  Reading text = reading("d", "status", kBase, 0);
+  text.text = "door open";
+  rows.push_back(text);
+  Reading vec = reading("d", "accel", kBase, 0, "m/s2");
+  vec.text = "[0.1,0.2,9.8]";
+  rows.push_back(vec);
+  rows.push_back(reading("d", "zero", kBase, 0));
+  ASSERT_TRUE(store->append_sync(rows));
+
+  auto temp = store->query({.device = "d", .sensor = "temp"});
+  ASSERT_TRUE(temp.is_ok());
+  ASSERT_EQ(temp->size(), 2u);
+  EXPECT_TRUE((*temp)[0].is_numeric());
+  EXPECT_EQ((*temp)[0].value, 21.5);
+  EXPECT_EQ((*temp)[0].unit, "°C");
+  EXPECT_TRUE(std::isnan((*temp)[1].value));
+  EXPECT_TRUE((*temp)[1].is_numeric());
+
+  auto status = store->query({.device = "d", .sensor = "status"});
+  ASSERT_EQ(status->size(), 1u);
+  EXPECT_FALSE((*status)[0].is_numeric());
+  EXPECT_EQ((*status)[0].text, "door open");
+  EXPECT_EQ((*status)[0].value, 0);
+
+  auto accel = store->query({.device = "d", .sensor = "accel"});
+  ASSERT_EQ(accel->size(), 1u);
+  EXPECT_EQ((*accel)[0].text, "[0.1,0.2,9.8]");
+  EXPECT_EQ((*accel)[0].unit, "m/s2");
+
+  auto zero = store->query({.device = "d", .sensor = "zero"});
+  ASSERT_EQ(zero->size(), 1u);
+  EXPECT_EQ((*zero)[0].value, 0);  // 0 is a value, not NaN
+  EXPECT_TRUE((*zero)[0].is_numeric());
+
+  // The unit belongs to the series: the latest non-empty one wins, an empty one keeps it.
+  ASSERT_TRUE(store->append_sync({reading("d", "temp", kBase + 2 * kSecond, 70, "°F")}));
+  ASSERT_TRUE(store->append_sync({reading("d", "temp", kBase + 3 * kSecond, 71)}));
+  auto again = store->query({.device = "d", .sensor = "temp", .limit = 1});
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].unit, "°F");
+}
+
+TEST_F(StoreTest, KeepsSeriesApart) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::vector<Reading> rows;
+  for (int i = 0; i < 30; ++i) {
+    // Interleaved, and the same timestamps in every series.
+    rows.push_back(reading("a", "temp", kBase + i * kSecond, 1));
+    rows.push_back(reading("a", "hum", kBase + i * kSecond, 2));
+    rows.push_back(reading("b", "temp", kBase + i * kSecond, 3));
+  }
+  ASSERT_TRUE(store->append_sync(rows));
+  EXPECT_EQ(store->readings_count(), 90u);
+  for (auto [device, sensor, value] :
+       {std::tuple{"a", "temp", 1.0}, std::tuple{"a", "hum", 2.0}, std::tuple{"b", "temp", 3.0}}) {
+    auto got = store->query({.device = device, .sensor = sensor, .limit = 100});
+    ASSERT_TRUE(got.is_ok());
+    ASSERT_EQ(got->size(), 30u) << device << "/" << sensor;
+    for (const auto& r : *got) {
+      EXPECT_EQ(r.value, value);
+      EXPECT_EQ(r.device, device);
+    }
+  }
+  EXPECT_TRUE(store->query({.device = "b", .sensor = "hum"})->empty());
+}
+
+TEST_F(StoreTest, SameSeriesAndTimestampTwiceTheLaterWins) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  // Within one batch (and out of order)...
+  ASSERT_TRUE(store->append_sync(
+      {reading("d", "s", kBase + kSecond, 1), reading("d", "s", kBase, 5),
+       reading("d", "s", kBase + kSecond, 2), reading("d", "s", kBase + kSecond, 3)}));
+  // ...and across batches.
+  ASSERT_TRUE(store->append_sync({reading("d", "s", kBase, 6)}));
+  auto got = store->query({.device = "d", .sensor = "s", .newest = false});
+  ASSERT_TRUE(got.is_ok());
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].value, 6);
+  EXPECT_EQ((*got)[1].value, 3);
+  EXPECT_EQ(store->readings_count(), 2u);  // a replaced row is not counted twice
+  store->close();
+  EXPECT_EQ(open()->readings_count(), 2u);
+}
+
+TEST_F(StoreTest, SplitsAppendsLargerThanABatchAndCountsSurviveRestarts) {
+  cfg_.batch_max = 64;
+  core::Registry metrics;
+  {
+    auto store = open(&metrics);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->append_sync(series_rows("d", "a", kBase, 1000)));
+    ASSERT_TRUE(store->append_sync(series_rows("d", "b", kBase, 10)));
+    EXPECT_EQ(store->readings_count(), 1010u);
+    auto got = store->query({.device = "d", .sensor = "a", .limit = 2000});
+    EXPECT_EQ(got->size(), 1000u);
+    std::string text = metrics.render();
+    EXPECT_NE(text.find("outpost_store_rows_written_total 1010\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("outpost_readings_stored 1010\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("outpost_store_queue_depth 0\n"), std::string::npos) << text;
+    // 1000 rows in batches of 64 is 16 transactions, plus 1.
+    EXPECT_NE(text.find("outpost_store_commit_seconds_count 17\n"), std::string::npos) << text;
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->readings_count(), 1010u);
+  EXPECT_EQ(store->health().readings, 1010u);
+}
+
+TEST_F(StoreTest, RetentionByCountKeepsTheNewestPerSeries) {
+  cfg_.readings_max_per_series = 100;
+  cfg_.batch_max = 64;
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->append_sync(series_rows("d", "a", kBase, 250)));
+  ASSERT_TRUE(store->append_sync(series_rows("d", "b", kBase, 50)));
+  ASSERT_TRUE(store->enforce_retention());
+  EXPECT_EQ(store->readings_count(), 150u);
+  auto a = store->query({.device = "d", .sensor = "a", .limit = 1000, .newest = false});
+  ASSERT_EQ(a->size(), 100u);
+  EXPECT_EQ(core::to_micros(a->front().ts), kBase + 150 * kSecond);
+  EXPECT_EQ(store->query({.device = "d", .sensor = "b", .limit = 1000})->size(), 50u);
+  store->close();
+  EXPECT_EQ(open()->readings_count(), 150u);
+  EXPECT_EQ(sql_value("SELECT count(*) FROM readings"), "150");
+}
+
+TEST_F(StoreTest, RetentionDeletesInBoundedChunksUntilDone) {
+  cfg_.readings_max_per_series = 10;
+  cfg_.batch_max = 5000;
+  auto store = open();
+  ASSERT_TRUE(store);
+  // More than one retention chunk (5000 rows) of excess, in each of two series.
+  ASSERT_TRUE(store->append_sync(series_rows("d", "a", kBase, 12'000)));
+  ASSERT_TRUE(store->append_sync(series_rows("d", "b", kBase, 6'000)));
+  ASSERT_TRUE(store->enforce_retention());
+  EXPECT_EQ(store->readings_count(), 20u);
+  EXPECT_EQ(sql_value("SELECT count(*) FROM readings"), "20");
+  auto a = store->query({.device = "d", .sensor = "a", .newest = false});
+  ASSERT_EQ(a->size(), 10u);
+  EXPECT_EQ(core::to_micros(a->front().ts), kBase + 11'990 * kSecond);
+}
+
+TEST_F(StoreTest, RetentionByAgeDropsOldRows) {
+  cfg_.readings_max_age = std::chrono::hours(1);
+  auto store = open();
+  ASSERT_TRUE(store);
+  int64_t now = core::to_micros(core::now());
+  ASSERT_TRUE(store->append_sync(series_rows("d", "s", now - 3 * 3600 * kSecond, 100)));
+  ASSERT_TRUE(store->append_sync(series_rows("d", "s", now - 60 * kSecond, 10)));
+  ASSERT_TRUE(store->append_sync(series_rows("d", "old", now - 5 * 3600 * kSecond, 7)));
+  ASSERT_TRUE(store->enforce_retention());
+  EXPECT_EQ(store->readings_count(), 10u);
+  auto got = store->query({.device = "d", .sensor = "s", .limit = 1000, .newest = false});
+  ASSERT_EQ(got->size(), 10u);
+  EXPECT_EQ(core::to_micros(got->front().ts), now - 60 * kSecond);
+  EXPECT_TRUE(store->query({.device = "d", .sensor = "old"})->empty());
+  store->close();
+  EXPECT_EQ(open()->readings_count(), 10u);
+}
+
+TEST_F(StoreTest, RetentionRunsByItselfAfterManyRows) {
+  cfg_.readings_max_per_series = 1000;
+  auto store = open();
+  ASSERT_TRUE(store);
+  // 100k inserted rows start a pass without waiting for the timer (60 s, first 5 s after open).
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(store->append_sync(series_rows("d", "s", kBase + i * 10'000 * kSecond, 10'000)));
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (store->readings_count() != 1000u && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(store->readings_count(), 1000u);
+}
+
+TEST_F(StoreTest, InsertsFindsListsAndRevokesKeys) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  ApiKey admin = key("k1", "ops", "admin");
+  admin.created = core::from_micros(kBase);
+  ASSERT_TRUE(store->insert_key(admin));
+  ApiKey reader = key("k2", "dashboard", "read");
+  reader.created = core::from_micros(kBase + kSecond);
+  ASSERT_TRUE(store->insert_key(reader));
+
+  EXPECT_EQ(store->insert_key(key("k1", "other")).code(), Code::kConflict);
+  EXPECT_EQ(store->insert_key(key("k9", "x", "superuser")).code(), Code::kInvalid);
+  ApiKey short_hash = key("k9", "x");
+  short_hash.hash = "abc";
+  EXPECT_EQ(store->insert_key(short_hash).code(), Code::kInvalid);
+  EXPECT_EQ(store->insert_key(key("", "x")).code(), Code::kInvalid);
+
+  auto found = store->find_key("k1");
+  ASSERT_TRUE(found.is_ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->name, "ops");
+  EXPECT_EQ((*found)->scope, "admin");
+  EXPECT_EQ((*found)->hash, admin.hash);
+  EXPECT_EQ((*found)->created, admin.created);
+  EXPECT_FALSE((*found)->revoked);
+  EXPECT_FALSE(store->find_key("nope")->has_value());
+
+  // By name, then by id; a second revocation says why it fails.
+  ASSERT_TRUE(store->revoke_key("dashboard"));
+  Status again = store->revoke_key("k2");
+  EXPECT_EQ(again.code(), Code::kNotFound);
+  EXPECT_NE(again.message().find("already revoked"), std::string::npos) << again.message();
+  Status by_name = store->revoke_key("dashboard");
+  EXPECT_EQ(by_name.code(), Code::kNotFound);
+  EXPECT_NE(by_name.message().find("already revoked"), std::string::npos);
+  Status unknown = store->revoke_key("ghost");
+  EXPECT_EQ(unknown.code(), Code::kNotFound);
+  EXPECT_NE(unknown.message().find("no API key"), std::string::npos);
+
+  // An ambiguous name revokes nothing.
+  ASSERT_TRUE(store->insert_key(key("k3", "ops")));
+  EXPECT_EQ(store->revoke_key("ops").code(), Code::kConflict);
+  ASSERT_TRUE(store->revoke_key("k3"));
+  ASSERT_TRUE(store->revoke_key("ops"));  // now only k1 is active under that name
+
+  auto list = store->list_keys();
+  ASSERT_TRUE(list.is_ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].id, "k1");  // oldest first
+  EXPECT_EQ((*list)[1].id, "k2");
+  EXPECT_EQ((*list)[2].id, "k3");
+  for (const auto& k : *list) EXPECT_TRUE(k.revoked) << k.id;
+}
+
+TEST_F(StoreTest, KeysGenerationSeesChangesFromAnotherProcess) {
+  auto server = open();
+  ASSERT_TRUE(server);
+  auto cli = open();  // a second instance on the same file, as the `outpost keys` CLI would be
+  ASSERT_TRUE(cli);
+  auto g0 = server->keys_generation();
+  ASSERT_TRUE(g0.is_ok()) << g0.status().to_string();
+  EXPECT_EQ(*server->keys_generation(), *g0);  // stable while nothing changes
+  ASSERT_TRUE(server->append_sync(series_rows("d", "s", kBase, 10)));
+  EXPECT_EQ(*server->keys_generation(), *g0);  // readings are not keys
+
+  ASSERT_TRUE(cli->insert_key(key("fromcli", "cli")));
+  auto g1 = server->keys_generation();
+  ASSERT_TRUE(g1.is_ok());
+  EXPECT_NE(*g1, *g0);
+  EXPECT_TRUE(server->find_key("fromcli")->has_value());
+
+  ASSERT_TRUE(cli->revoke_key("fromcli"));
+  EXPECT_NE(*server->keys_generation(), *g1);
+  EXPECT_TRUE((*server->find_key("fromcli"))->revoked);
+
+  // A failed change changes nothing.
+  auto g2 = *server->keys_generation();
+  EXPECT_EQ(cli->insert_key(key("fromcli", "dup")).code(), Code::kConflict);
+  EXPECT_EQ(*server->keys_generation(), g2);
+}
+
+TEST_F(StoreTest, FlushWaitsForEverythingQueuedBefore) {
+  cfg_.batch_max = 100;
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::atomic<int> committed{0};
+  for (int i = 0; i < 50; ++i) {
+    store->append(series_rows("d", sensor(i % 5), kBase + i * 1000 * kSecond, 300), [&](Status s) {
+      EXPECT_TRUE(s) << s.to_string();
+      committed.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(committed.load(), 50);
+  EXPECT_EQ(store->readings_count(), 15'000u);
+  EXPECT_EQ(store->health().queue_depth, 0u);
+}
+
+TEST_F(StoreTest, FailedWritesReportTheErrorAndLaterWritesSucceed) {
+  core::Registry metrics;
+  cfg_.batch_max = 10;
+  auto store = open(&metrics);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->append_sync(series_rows("d", "s", kBase, 5)));
+
+  store->TEST_fail_writes(true);
+  Status s = store->append_sync(series_rows("d", "s", kBase + 100 * kSecond, 5));
+  EXPECT_EQ(s.code(), Code::kIo) << s.to_string();
+  // A split append fails once, as a whole (its later parts are dropped, not retried).
+  std::atomic<int> calls{0};
+  store->append(series_rows("d", "s", kBase + 200 * kSecond, 35), [&](Status st) {
+    EXPECT_EQ(st.code(), Code::kIo);
+    calls.fetch_add(1);
+  });
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(store->insert_key(key("k", "n")).code(), Code::kIo);
+  Health h = store->health();
+  EXPECT_FALSE(h.ok);
+  EXPECT_NE(h.detail.find("failing"), std::string::npos) << h.detail;
+  EXPECT_EQ(h.queue_depth, 0u);
+  EXPECT_EQ(store->readings_count(), 5u);
+
+  store->TEST_fail_writes(false);
+  ASSERT_TRUE(store->append_sync(series_rows("d", "s", kBase + 300 * kSecond, 5)));
+  ASSERT_TRUE(store->insert_key(key("k", "n")));
+  EXPECT_TRUE(store->health().ok) << store->health().detail;
+  EXPECT_EQ(store->readings_count(), 10u);
+  EXPECT_EQ(store->query({.device = "d", .sensor = "s", .limit = 100})->size(), 10u);
+  std::string text = metrics.render();
+  // At least the three above (an automatic retention pass, were one due, would fail too).
+  EXPECT_GE(metric(metrics, "outpost_store_write_errors_total"), 3) << text;
+  EXPECT_EQ(metric(metrics, "outpost_store_rows_written_total"), 10) << text;
+  // Nothing from the failed transactions survived a restart either.
+  store->close();
+  EXPECT_EQ(sql_value("SELECT count(*) FROM readings"), "10");
+  EXPECT_EQ(open()->readings_count(), 10u);
+}
+
+TEST_F(StoreTest, QueueOverTheBoundIsBusyNotDropped) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  Gate entered, release;
+  // Hold the writer inside a callback so the queue can only grow.
+  store->append(series_rows("d", "s", kBase, 1), [&](Status) {
+    entered.open();
+    release.wait();
+  });
+  entered.wait();
+  std::atomic<int> ok{0};
+  store->append(series_rows("d", "s", kBase + kSecond, 60'000), [&](Status s) {
+    EXPECT_TRUE(s) << s.to_string();
+    ok.fetch_add(1);
+  });
+  Status busy;
+  store->append(series_rows("d", "t", kBase, 50'000), [&](Status s) { busy = s; });
+  EXPECT_EQ(busy.code(), Code::kBusy);  // answered at once, on this thread
+  Status too_large;
+  store->append(std::vector<Reading>(kMaxQueuedRows + 1, reading("d", "u", kBase, 1)),
+                [&](Status s) { too_large = s; });
+  EXPECT_EQ(too_large.code(), Code::kTooLarge);
+  Status invalid;
+  store->append({reading("", "s", kBase, 1)}, [&](Status s) { invalid = s; });
+  EXPECT_EQ(invalid.code(), Code::kInvalid);
+  EXPECT_EQ(store->health().queue_depth, 60'000u);
+  release.open();
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(store->readings_count(), 60'001u);
+}
+
+TEST_F(StoreTest, WaitingCallsFromACallbackFailInsteadOfDeadlocking) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  Status from_callback, sync_from_callback;
+  store->append(series_rows("d", "s", kBase, 1), [&](Status) {
+    from_callback = store->flush();
+    sync_from_callback = store->append_sync(series_rows("d", "s", kBase + kSecond, 1));
+  });
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(from_callback.code(), Code::kInternal);
+  EXPECT_EQ(sync_from_callback.code(), Code::kInternal);
+}
+
+TEST_F(StoreTest, ConcurrentQueriesWhileWriting) {
+  cfg_.batch_max = 256;
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->insert_key(key("k", "n")));
+  std::atomic<bool> writing{true};
+  std::atomic<int> query_errors{0}, queries{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 6; ++t) {  // more threads than read connections
+    readers.emplace_back([&, t] {
+      while (writing.load()) {
+        auto got = store->query(
+            {.device = "dev", .sensor = sensor(t % 4), .limit = 100, .newest = t % 2 == 0});
+        if (!got.is_ok() || got->size() > 100 || !ascending(*got)) {
+          query_errors.fetch_add(1);
+        }
+        if (!store->keys_generation().is_ok() || !store->find_key("k")->has_value()) {
+          query_errors.fetch_add(1);
+        }
+        queries.fetch_add(1);
+      }
+    });
+  }
+  for (int batch = 0; batch < 100; ++batch) {
+    std::vector<Reading> rows;
+    for (int i = 0; i < 200; ++i) {
+      rows.push_back(reading("dev", sensor(i % 4), kBase + (batch * 200 + i) * kSecond, i));
+    }
+    store->append(std::move(rows), [](Status s) { EXPECT_TRUE(s) << s.to_string(); });
+  }
+  ASSERT_TRUE(store->flush());
+  writing.store(false);
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(query_errors.load(), 0);
+  EXPECT_GT(queries.load(), 0);
+  EXPECT_EQ(store->readings_count(), 20'000u);
+  auto last = store->query({.device = "dev", .sensor = "s3", .limit = 5000});
+  EXPECT_EQ(last->size(), 5000u);
+}
+
+TEST_F(StoreTest, CloseDrainsTheQueue) {
+  cfg_.batch_max = 500;
+  std::atomic<int> ok{0};
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 40; ++i) {
+      store->append(series_rows("d", sensor(i % 3), kBase + i * 1000 * kSecond, 500),
+                    [&](Status s) {
+                      if (s) ok.fetch_add(1);
+                    });
+    }
+    store->close();
+    EXPECT_EQ(ok.load(), 40);
+    EXPECT_EQ(store->readings_count(), 20'000u);
+    store->close();  // idempotent
+
+    Status after;
+    store->append(series_rows("d", "s", kBase, 1), [&](Status s) { after = s; });
+    EXPECT_EQ(after.code(), Code::kUnavailable);
+    EXPECT_EQ(store->query({.device = "d", .sensor = "s0"}).status().code(), Code::kUnavailable);
+    EXPECT_EQ(store->flush().code(), Code::kUnavailable);
+    EXPECT_FALSE(store->health().ok);
+  }
+  {
+    // The destructor drains too.
+    auto store = open();
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 10; ++i) {
+      store->append(series_rows("e", "s", kBase + i * 1000 * kSecond, 500), [&](Status s) {
+        if (s) ok.fetch_add(1);
+      });
+    }
+  }
+  EXPECT_EQ(ok.load(), 50);
+  EXPECT_EQ(open()->readings_count(), 25'000u);
+}
+
+// Not an assertion: where ingest stands (target: 200k rows/s batched, Release build).
+TEST_F(StoreTest, ThroughputSanity) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  constexpr int kRows = 200'000;
+  constexpr int kPerAppend = 1000;
+  std::vector<std::vector<Reading>> appends;
+  for (int a = 0; a < kRows / kPerAppend; ++a) {
+    std::vector<Reading> rows;
+    rows.reserve(kPerAppend);
+    for (int i = 0; i < kPerAppend; ++i) {
+      int n = a * kPerAppend + i;
+      // Four sensors sampled together, as a collector would send them.
+      rows.push_back(reading("bench", sensor(n % 4), kBase + (n / 4) * 1000, n));
+    }
+    appends.push_back(std::move(rows));
+  }
+  std::atomic<int> failed{0};
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto& rows : appends) {
+    // A well-behaved producer: back off while the queue is near its bound.
+    while (store->health().queue_depth + rows.size() > kMaxQueuedRows) std::this_thread::yield();
+    store->append(std::move(rows), [&](Status s) {
+      if (!s) failed.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(failed.load(), 0);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(store->readings_count(), static_cast<uint64_t>(kRows));
+  std::printf(
+      "[ throughput ] %d readings over 4 series, batch_max %zu, synchronous=%s: "
+      "%.3f s, %.0f rows/s\n",
+      kRows, cfg_.batch_max, cfg_.synchronous.c_str(), secs, kRows / secs);
+}
+
+}  // namespace
+}  // namespace outpost::store
