@@ -1,0 +1,116 @@
+// Service routes: health, metrics, the OpenAPI document and the docs page.
+#include <boost/beast/http/field.hpp>
+#include <fmt/format.h>
+
+#include "api/api.hpp"
+#include "web/web.hpp"
+
+namespace outpost::api {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+namespace {
+
+// GET /api/health → {"status", "uptime_seconds", "readings_stored", "store", "hardware"}.
+// 200 when healthy, 503 when the store cannot write (so a monitor sees it without parsing).
+Response health(Deps& d) {
+  auto store = d.store.health();
+  double uptime = std::chrono::duration<double>(core::now() - d.started).count();
+  json hardware = {{"simulated", d.board.simulated},
+                   {"led", d.board.led->describe()},
+                   {"button", d.board.button->describe()},
+                   {"cpu_temperature", d.board.cpu->describe()}};
+  json j = {{"status", store.ok ? "healthy" : "unhealthy"},
+            {"uptime_seconds", std::round(uptime * 10) / 10},
+            {"readings_stored", store.readings},
+            {"store", {{"ok", store.ok}, {"detail", store.detail}, {"queue_depth", store.queue_depth}}},
+            {"hardware", hardware}};
+  return Response::json(j, store.ok ? 200 : 503);
+}
+
+// GET /docs and its assets, from the binary; gzip when the client takes it; ETag → 304.
+Response asset(Request& req, const web::Asset& a) {
+  bool gzip = !a.gzip_body.empty() && req.header("Accept-Encoding").find("gzip") != std::string_view::npos;
+  std::string_view etag = gzip ? a.gzip_etag : a.etag;
+  Response r;
+  r.headers.emplace_back("ETag", std::string(etag));
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  if (a.path == "/docs") {
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                           "frame-ancestors 'none'");
+  }
+  std::string_view inm = req.header("If-None-Match");
+  if (!inm.empty() && inm.find(etag) != std::string_view::npos) {
+    r.status = 304;
+    r.content_type.clear();
+    return r;
+  }
+  r.content_type = std::string(a.content_type);
+  if (gzip) r.headers.emplace_back("Content-Encoding", "gzip");
+  r.body = std::string(gzip ? a.gzip_body : a.body);
+  return r;
+}
+
+}  // namespace
+
+void register_service_routes(http::Router& router, Deps& deps) {
+  using http::Access;
+  using http::Verb;
+  Deps* d = &deps;
+  const http::Router* table = &router;
+  router.add({Verb::get, "/api/health", Access::kPublic, [d](Request&) { return health(*d); },
+              {.summary = "Health check",
+               .description = "For monitoring systems: 200 when healthy, 503 when the store cannot write.",
+               .tag = "service",
+               .replies = {{200, "Healthy",
+                            {{"type", "object"},
+                             {"properties",
+                              {{"status", {{"type", "string"}}},
+                               {"uptime_seconds", {{"type", "number"}}},
+                               {"readings_stored", {{"type", "integer"}}},
+                               {"store", {{"type", "object"}}},
+                               {"hardware", {{"type", "object"}}}}},
+                             {"required", {"status", "uptime_seconds", "readings_stored"}}}},
+                           {503, "Unhealthy (same body)", {{"type", "object"}}}}}});
+  router.add({Verb::get, "/metrics", Access::kRead,
+              [d](Request&) { return Response::text(d->metrics.render(), "text/plain; version=0.0.4; charset=utf-8"); },
+              {.summary = "Prometheus metrics",
+               .tag = "service",
+               .replies = {{200, "Metrics in Prometheus text format", {{"type", "string"}}, "text/plain"}}}});
+  // The document is made once, on first request, when the table is complete.
+  auto doc = std::make_shared<std::pair<std::once_flag, std::string>>();
+  router.add({Verb::get, "/openapi.json", Access::kPublic,
+              [table, doc](Request&) {
+                std::call_once(doc->first, [&] { doc->second = table->openapi("Outpost", OUTPOST_VERSION).dump(2); });
+                return Response::text(doc->second, "application/json");
+              },
+              {.summary = "OpenAPI document",
+               .description = "This API, described from the route table (OpenAPI 3.1).",
+               .tag = "service",
+               .replies = {{200, "OpenAPI 3.1 document", {{"type", "object"}}}}}});
+  auto serve_asset = [](Request& req) {
+    std::string path(req.path);
+    const web::Asset* a = web::find_asset(path);
+    if (!a) return http::problem(404, fmt::format("no document at {}", path));
+    return asset(req, *a);
+  };
+  http::OpenApiDoc docs_doc{.summary = "API documentation page",
+                            .description = "Interactive documentation (Swagger UI), served from the binary.",
+                            .tag = "service",
+                            .replies = {{200, "HTML page", {{"type", "string"}}, "text/html"}}};
+  router.add({Verb::get, "/docs", Access::kPublic, serve_asset, docs_doc});
+  http::OpenApiDoc asset_doc{.summary = "Documentation page asset",
+                             .tag = "service",
+                             .params = {{"asset", "path", "File name", {{"type", "string"}}}},
+                             .replies = {{200, "The file", {{"type", "string"}}, "application/octet-stream"},
+                                         {404, "No such file", {{"$ref", "#/components/schemas/Problem"}},
+                                          "application/problem+json"}}};
+  router.add({Verb::get, "/docs/{asset}", Access::kPublic, serve_asset, asset_doc});
+}
+
+}  // namespace outpost::api

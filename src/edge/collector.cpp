@@ -1,0 +1,75 @@
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "edge/edge.hpp"
+
+namespace outpost::edge {
+
+Collector::Collector(const config::CollectorConfig& cfg, std::string device_id, hw::Board& board,
+                     store::Store& store, core::Registry& metrics)
+    : cfg_(cfg),
+      device_id_(std::move(device_id)),
+      board_(board),
+      store_(store),
+      samples_(metrics.counter("outpost_collector_samples_total", "Samples taken of the local sensors.")),
+      errors_(metrics.counter("outpost_collector_errors_total",
+                              "Sensor reads or store writes of the collector that failed.")) {
+  board_.button->on_edge([this](bool active, core::TimePoint when) {
+    append({core::Reading{device_id_, kButtonPressed, when, active ? 1.0 : 0.0, "", ""}});
+  });
+}
+
+Collector::~Collector() { stop(); }
+
+void Collector::start() { thread_ = std::thread([this] { run(); }); }
+
+void Collector::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  board_.button->on_edge(nullptr);
+}
+
+void Collector::run() {
+  std::unique_lock lk(mu_);
+  while (!stopping_) {
+    lk.unlock();
+    sample_now();
+    lk.lock();
+    cv_.wait_for(lk, cfg_.interval, [this] { return stopping_; });
+  }
+}
+
+void Collector::append(std::vector<core::Reading> rs) {
+  store_.append(std::move(rs), [this](core::Status s) {
+    if (!s) errors_.inc();  // the store logs the failure itself, once while it lasts
+  });
+}
+
+void Collector::sample_now() {
+  auto ts = core::now();
+  auto temp = board_.cpu->celsius();
+  if (!temp && !thermal_failing_) spdlog::warn("collector: CPU temperature unreadable: {}", temp.status().to_string());
+  if (temp && thermal_failing_) spdlog::info("collector: CPU temperature readable again");
+  thermal_failing_ = !temp;
+  auto led = board_.led->get();
+  auto button = board_.button->get();
+  if (!temp || !led || !button) errors_.inc();
+  auto value = [](bool ok, double v) { return ok ? v : std::nan(""); };
+  append({
+      core::Reading{device_id_, kCpuTemp, ts, value(temp.is_ok(), temp ? *temp : 0), "Cel", ""},
+      core::Reading{device_id_, kLedState, ts, value(led.is_ok(), led && *led ? 1 : 0), "", ""},
+      core::Reading{device_id_, kButtonPressed, ts, value(button.is_ok(), button && *button ? 1 : 0), "", ""},
+  });
+  samples_.inc();
+}
+
+void Collector::record_led(bool on) {
+  append({core::Reading{device_id_, kLedState, core::now(), on ? 1.0 : 0.0, "", ""}});
+}
+
+}  // namespace outpost::edge

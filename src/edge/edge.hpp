@@ -1,0 +1,55 @@
+// Edge processing. For now: the collector that samples the board's sensors in the background.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "config/config.hpp"
+#include "core/core.hpp"
+#include "hw/hw.hpp"
+#include "store/store.hpp"
+
+namespace outpost::edge {
+
+// Sensor names of the local board, as seed 002 names its fields.
+inline constexpr const char* kCpuTemp = "cpu_temp_c";
+inline constexpr const char* kLedState = "led_state";
+inline constexpr const char* kButtonPressed = "button_pressed";
+
+// Samples every local sensor every cfg.interval (CPU temperature, LED, button) and appends the
+// sample to the store, all with one timestamp; also stores each button edge as it happens.
+// A failed sensor read stores NaN for that sensor (shown as null) and is logged once while it
+// lasts. Owns one thread; start() once, stop() (or the destructor) joins it.
+class Collector {
+ public:
+  Collector(const config::CollectorConfig& cfg, std::string device_id, hw::Board& board, store::Store& store,
+            core::Registry& metrics);
+  ~Collector();
+
+  void start();
+  void stop();
+  // Takes one sample now (also used by tests); returns once it is queued for the store.
+  void sample_now();
+  // Records the LED state right away (after a command changed it), outside the sampling rhythm.
+  void record_led(bool on);
+
+ private:
+  void run();
+  void append(std::vector<core::Reading> rs);
+
+  config::CollectorConfig cfg_;
+  std::string device_id_;
+  hw::Board& board_;
+  store::Store& store_;
+  core::Counter& samples_;
+  core::Counter& errors_;
+  bool thermal_failing_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace outpost::edge
