@@ -14,7 +14,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("OUTPOST_BIN", str(ROOT / "build-test" / "outpost"))
-FAKE_ROOT = ROOT / "src" / "sysinfo" / "testdata"
+FAKE_ROOT = ROOT / "src" / "sysinfo" / "testdata" / "pi3"
 
 # Sanitizer builds: fail loudly, and keep going past the leak check's ptrace needs.
 os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:halt_on_error=1:detect_leaks=1")
