@@ -72,6 +72,28 @@ KeyDef int_key(KeyInfo info, Field<Int> field, int64_t lo, int64_t hi) {
   return d;
 }
 
+KeyDef double_key(KeyInfo info, Field<double> field, double lo, double hi) {
+  KeyDef d{std::move(info), {}, {}};
+  auto check_set = [info = d.info, field, lo, hi](Config& c, double v) {
+    if (!(v >= lo && v <= hi)) return bad(info, fmt::format("{} is out of range [{}, {}]", v, lo, hi));
+    field(c) = v;
+    return Status::ok();
+  };
+  d.from_text = [info = d.info, check_set](Config& c, const std::string& s) {
+    double v = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+      return bad(info, fmt::format("'{}' is not a number", s));
+    return check_set(c, v);
+  };
+  d.from_toml = [info = d.info, check_set](Config& c, const toml::node& n) {
+    if (n.is_integer()) return check_set(c, static_cast<double>(*n.value<int64_t>()));
+    if (!n.is_floating_point()) return bad(info, "expected a number");
+    return check_set(c, *n.value<double>());
+  };
+  return d;
+}
+
 KeyDef bool_key(KeyInfo info, Field<bool> field) {
   KeyDef d{std::move(info), {}, {}};
   d.from_text = [info = d.info, field](Config& c, const std::string& s) {
@@ -202,6 +224,72 @@ const std::vector<KeyDef>& defs() {
                              FIELD(collector.interval), ms(100), hours(24)));
     v.push_back(bool_key({"auth", "create_initial_key", "boolean", "with no key at all, serve creates and prints one admin key"},
                          FIELD(auth.create_initial_key)));
+    v.push_back(duration_key({"auth", "token_ttl", "duration", "lifetime of tokens from /login and /signup"},
+                             FIELD(auth.token_ttl), ms(60'000), hours(24 * 365)));
+    v.push_back(int_key<int>({"auth", "login_max_failures", "integer", "failed logins from one address before refusal"},
+                             FIELD(auth.login_max_failures), 1, 1000));
+    v.push_back(duration_key({"auth", "login_window", "duration", "failed logins older than this are forgotten"},
+                             FIELD(auth.login_window), ms(1000), hours(24)));
+    v.push_back(duration_key({"auth", "login_lockout", "duration", "how long logins from that address are refused"},
+                             FIELD(auth.login_lockout), ms(1000), hours(24)));
+
+    v.push_back(string_key({"camera", "source", "string", "auto, synthetic, file:PATH, v4l2:/dev/videoN, gst:PIPELINE or off"},
+                           FIELD(camera.source), {}, false));
+    v.push_back(int_key<int>({"camera", "width", "integer", "frame width"}, FIELD(camera.width), 16, 4096));
+    v.push_back(int_key<int>({"camera", "height", "integer", "frame height"}, FIELD(camera.height), 16, 4096));
+    v.push_back(int_key<int>({"camera", "fps", "integer", "frames per second"}, FIELD(camera.fps), 1, 120));
+    v.push_back(int_key<int>({"camera", "jpeg_quality", "integer", "JPEG quality 1..100"}, FIELD(camera.jpeg_quality), 1, 100));
+    v.push_back(int_key<int>({"camera", "stream_max_fps", "integer", "frame rate cap per viewer of /video_feed"},
+                             FIELD(camera.stream_max_fps), 1, 120));
+    v.push_back(int_key<size_t>({"camera", "max_viewers", "integer", "stream viewers at once; more get 503"},
+                                FIELD(camera.max_viewers), 1, 10'000));
+    v.push_back(duration_key({"camera", "reopen_max_backoff", "duration", "a lost camera is reopened with backoff up to this"},
+                             FIELD(camera.reopen_max_backoff), ms(100), hours(1)));
+    v.push_back(int_key<size_t>({"camera", "snapshot_max_count", "integer", "snapshots kept, at most"},
+                                FIELD(camera.snapshot_max_count), 1, 10'000'000));
+    v.push_back(int_key<size_t>({"camera", "snapshot_max_bytes", "integer", "total size of snapshots kept, at most"},
+                                FIELD(camera.snapshot_max_bytes), 1 << 20, int64_t(1) << 44));
+
+    v.push_back(bool_key({"motion", "enabled", "boolean", "motion detection on at start"}, FIELD(motion.enabled)));
+    v.push_back(int_key<int>({"motion", "analysis_width", "integer", "frames are downscaled to this width for analysis"},
+                             FIELD(motion.analysis_width), 32, 4096));
+    v.push_back(int_key<int>({"motion", "blur", "integer", "Gaussian blur kernel size (odd), at analysis resolution"},
+                             FIELD(motion.blur), 1, 99));
+    v.push_back(int_key<int>({"motion", "threshold", "integer", "per-pixel difference (0..255) that counts as change"},
+                             FIELD(motion.threshold), 1, 255));
+    v.push_back(double_key({"motion", "min_area", "number", "changed area, as a fraction of the frame, that counts as motion"},
+                           FIELD(motion.min_area), 0.0, 1.0));
+    v.push_back(int_key<int>({"motion", "confirm_frames", "integer", "consecutive frames with motion before an event starts"},
+                             FIELD(motion.confirm_frames), 1, 1000));
+    v.push_back(duration_key({"motion", "cooldown", "duration", "quiet time before an event ends"},
+                             FIELD(motion.cooldown), ms(0), hours(1)));
+    v.push_back(double_key({"motion", "background_alpha", "number", "weight of each frame in the running background"},
+                           FIELD(motion.background_alpha), 0.0001, 1.0));
+    v.push_back(list_key({"motion", "masks", "string list", "ignored regions: \"x,y,w,h\" or \"x1,y1 x2,y2 x3,y3 ...\" in pixels"},
+                         FIELD(motion.masks)));
+    v.push_back(bool_key({"motion", "snapshot", "boolean", "save a snapshot of each motion event"}, FIELD(motion.snapshot)));
+
+    v.push_back(bool_key({"face", "enabled", "boolean", "face detection on at start"}, FIELD(face.enabled)));
+    v.push_back(string_key({"face", "cascade", "string", "Haar cascade file (Debian's opencv-data)"}, FIELD(face.cascade), {}, false));
+    v.push_back(double_key({"face", "scale_factor", "number", "detectMultiScale scale factor"}, FIELD(face.scale_factor), 1.01, 2.0));
+    v.push_back(int_key<int>({"face", "min_neighbors", "integer", "detectMultiScale minimum neighbours"},
+                             FIELD(face.min_neighbors), 0, 100));
+    v.push_back(int_key<int>({"face", "min_size", "integer", "smallest face in pixels, at analysis resolution"},
+                             FIELD(face.min_size), 4, 4096));
+    v.push_back(int_key<int>({"face", "analysis_width", "integer", "frames are downscaled to this width for detection"},
+                             FIELD(face.analysis_width), 32, 4096));
+    v.push_back(duration_key({"face", "interval", "duration", "at most one detection per interval"},
+                             FIELD(face.interval), ms(0), hours(1)));
+
+    v.push_back(string_key({"servo", "pwm_chip", "string", "PWM chip under <root>/sys/class/pwm"}, FIELD(servo.pwm_chip), {}, false));
+    v.push_back(int_key<unsigned>({"servo", "pwm_channel", "integer", "PWM channel of the servo"}, FIELD(servo.pwm_channel), 0, 1023));
+    v.push_back(int_key<unsigned>({"servo", "period_ns", "integer", "PWM period in nanoseconds"}, FIELD(servo.period_ns),
+                                  1'000'000, 100'000'000));
+    v.push_back(int_key<unsigned>({"servo", "min_pulse_ns", "integer", "pulse at -90 degrees, nanoseconds"},
+                                  FIELD(servo.min_pulse_ns), 1'000, 100'000'000));
+    v.push_back(int_key<unsigned>({"servo", "max_pulse_ns", "integer", "pulse at +90 degrees, nanoseconds"},
+                                  FIELD(servo.max_pulse_ns), 1'000, 100'000'000));
+    v.push_back(double_key({"servo", "max_speed", "number", "degrees per second; 0 moves at once"}, FIELD(servo.max_speed), 0, 100'000));
     return v;
   }();
   return d;
@@ -331,6 +419,9 @@ Status validate(const Config& cfg) {
     if (o != "*" && o.back() == '/')
       return Status::invalid(fmt::format("server.cors_origins: '{}' must not end with '/'", o));
   }
+  if (cfg.servo.min_pulse_ns >= cfg.servo.max_pulse_ns || cfg.servo.max_pulse_ns > cfg.servo.period_ns)
+    return Status::invalid("servo: need min_pulse_ns < max_pulse_ns <= period_ns");
+  if (cfg.motion.blur % 2 == 0) return Status::invalid("motion.blur: must be odd");
   return Status::ok();
 }
 

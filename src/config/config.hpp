@@ -65,6 +65,60 @@ struct CollectorConfig {
 
 struct AuthConfig {
   bool create_initial_key = true;  // with no key at all, `serve` creates and prints an admin key
+  milliseconds token_ttl{24LL * 3'600'000};  // lifetime of tokens from POST /login and /signup
+  int login_max_failures = 5;                // failed logins from one address before refusal
+  milliseconds login_window{15LL * 60'000};  // failures older than this are forgotten
+  milliseconds login_lockout{15LL * 60'000}; // refusal (429 with Retry-After) lasts this long
+};
+
+struct CameraConfig {
+  // "auto" (v4l2:/dev/video0 when it exists, else synthetic), "synthetic", "file:PATH" (a video
+  // or still image, looped), "v4l2:/dev/videoN", "gst:PIPELINE", or "off".
+  std::string source = "auto";
+  int width = 640;
+  int height = 480;
+  int fps = 15;
+  int jpeg_quality = 80;                      // 1..100
+  int stream_max_fps = 15;                    // per viewer of /video_feed
+  size_t max_viewers = 20;                    // more get 503
+  milliseconds reopen_max_backoff{30'000};    // a lost camera is reopened with backoff up to this
+  size_t snapshot_max_count = 1000;           // retention of saved snapshots
+  size_t snapshot_max_bytes = 512ULL << 20;   // ...and their total size
+};
+
+struct MotionConfig {
+  bool enabled = true;                   // detection on at start (GET /motion?motion=0|1 switches)
+  int analysis_width = 320;              // frames are downscaled to this width for analysis
+  int blur = 5;                          // Gaussian kernel size (odd), at analysis resolution
+  int threshold = 25;                    // per-pixel difference (0..255) that counts as change
+  double min_area = 0.005;               // changed area, as a fraction of the frame, to count
+  int confirm_frames = 2;                // consecutive frames with motion before an event starts
+  milliseconds cooldown{2'000};          // quiet time before an event ends
+  double background_alpha = 0.05;        // weight of each frame in the running background
+  // Regions ignored, in pixels of the camera resolution: "x,y,w,h" rectangles or
+  // "x1,y1 x2,y2 x3,y3 ..." polygons.
+  std::vector<std::string> masks;
+  bool snapshot = true;                  // save a snapshot of each motion event
+};
+
+struct FaceConfig {
+  bool enabled = false;  // detection on at start (GET /face?detection=0|1 switches)
+  std::string cascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
+  double scale_factor = 1.1;
+  int min_neighbors = 5;
+  int min_size = 30;                // pixels, at analysis resolution
+  int analysis_width = 320;
+  milliseconds interval{500};       // at most one detection per interval
+};
+
+struct ServoConfig {
+  // Linux: <system.root>/sys/class/pwm/<pwm_chip>/pwm<pwm_channel>; simulated when absent.
+  std::string pwm_chip = "pwmchip0";
+  unsigned pwm_channel = 0;
+  unsigned period_ns = 20'000'000;   // 50 Hz
+  unsigned min_pulse_ns = 500'000;   // at -90 degrees
+  unsigned max_pulse_ns = 2'500'000; // at +90 degrees
+  double max_speed = 0;              // degrees per second; 0 = move at once
 };
 
 struct Config {
@@ -75,6 +129,10 @@ struct Config {
   SystemConfig system;
   CollectorConfig collector;
   AuthConfig auth;
+  CameraConfig camera;
+  MotionConfig motion;
+  FaceConfig face;
+  ServoConfig servo;
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.
