@@ -1,9 +1,9 @@
 // The SQLite implementation of Store.
 //
 // One writer connection, used only by the writer thread (and by open() before that thread
-// starts); a bounded pool of read-only connections for queries and key reads. Key writes and
-// flush() are tasks in the same FIFO queue as readings, so they are ordered with them and
-// SQLite never sees two writers from this process.
+// starts); a bounded pool of read-only connections for queries and key reads. Events join
+// readings in the writer's batches; key and setting writes and flush() are tasks in the same
+// FIFO queue, so they are ordered with them and SQLite never sees two writers from this process.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -58,6 +58,8 @@ constexpr int64_t kRetentionChunkRows = 5'000;
 constexpr size_t kRetentionChunkSeries = 500;
 constexpr int64_t kMinTs = std::numeric_limits<int64_t>::min();
 constexpr int64_t kMaxTs = std::numeric_limits<int64_t>::max();
+constexpr int64_t kMinId = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMaxId = std::numeric_limits<int64_t>::max();
 
 // Writer statements.
 constexpr const char* kLoadSeries = "SELECT id, device, sensor, unit, row_count FROM series";
@@ -84,6 +86,20 @@ constexpr const char* kInsertKey =
 constexpr const char* kKeyById = "SELECT revoked FROM keys WHERE id = ?1";
 constexpr const char* kKeysByName = "SELECT id, revoked FROM keys WHERE name = ?1";
 constexpr const char* kRevokeKey = "UPDATE keys SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL";
+// Events. A position in the events' (ts, id) order is a pair; "(ts, id) < (?1, ?2)" is spelled
+// "ts <= ?1 AND NOT (ts = ?1 AND id >= ?2)" so that it stays a range on the ts index (an OR
+// could tempt the planner into a union that loses the index order).
+constexpr const char* kInsertEvent =
+    "INSERT INTO events (ts, device, kind, payload) VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kCountEvents = "SELECT count(*) FROM events";
+constexpr const char* kNthOldestEvent =
+    "SELECT ts, id FROM events WHERE ts <= ?1 ORDER BY ts, id LIMIT 1 OFFSET ?2";
+constexpr const char* kDeleteEventsBefore =
+    "DELETE FROM events WHERE ts <= ?1 AND NOT (ts = ?1 AND id >= ?2)";
+// Settings.
+constexpr const char* kPutSetting = "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)";
+constexpr const char* kAddSetting = "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)";
+constexpr const char* kGetSetting = "SELECT value FROM settings WHERE name = ?1";
 
 // Reader statements. Two steps rather than a JOIN: with statistics on a small series table the
 // planner may scan series first and then sort the whole time range to apply LIMIT; by series id
@@ -101,6 +117,46 @@ constexpr const char* kFindKey =
 constexpr const char* kListKeys =
     "SELECT id, name, scope, hash, created, revoked FROM keys ORDER BY created, id";
 constexpr const char* kKeysGeneration = "SELECT value FROM meta WHERE name = 'keys_generation'";
+constexpr const char* kEventTs = "SELECT ts FROM events WHERE id = ?1";
+constexpr const char* kEventsSeq = "SELECT seq FROM sqlite_sequence WHERE name = 'events'";
+// Event queries: one statement per filter combination, because "?1 = '' OR kind = ?1" would keep
+// the planner off the indexes. ?3..?4 is the time range, already narrowed to the cursor's ts, and
+// ?5 the cursor's id (kMaxId: no cursor). Built once; the strings live as long as the program,
+// so their c_str() may key the statement cache.
+const char* event_query_sql(bool by_kind, bool by_device, bool newest) {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> t;
+    for (int i = 0; i < 8; ++i) {
+      t.push_back(fmt::format(
+          "SELECT id, ts, device, kind, payload FROM events WHERE {}{}"
+          "ts BETWEEN ?3 AND ?4 AND NOT (ts = ?4 AND id >= ?5) ORDER BY ts {}, id {} LIMIT ?6",
+          i & 4 ? "kind = ?1 AND " : "", i & 2 ? "device = ?2 AND " : "", i & 1 ? "DESC" : "ASC",
+          i & 1 ? "DESC" : "ASC"));
+    }
+    return t;
+  }();
+  return table[(by_kind ? 4 : 0) + (by_device ? 2 : 0) + (newest ? 1 : 0)].c_str();
+}
+
+// Where a paging cursor stands: the ts of event `id`; kMaxTs for an id above every id ever
+// assigned (it would come after every event there is); nullopt when that event is gone.
+Result<std::optional<int64_t>> event_ts(Db& db, int64_t id) {
+  {
+    auto st = db.prepare(kEventTs);
+    if (!st) return st.status();
+    (*st)->bind(1, id);
+    int rc = (*st)->step();
+    if (rc == SQLITE_ROW) return std::optional<int64_t>((*st)->int64(0));
+    if (rc != SQLITE_DONE) return db.error(rc, "query events cursor");
+  }
+  auto st = db.prepare(kEventsSeq);
+  if (!st) return st.status();
+  int rc = (*st)->step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db.error(rc, "query events cursor");
+  int64_t last = rc == SQLITE_ROW ? (*st)->int64(0) : 0;  // no row: no event yet
+  if (id > last) return std::optional<int64_t>(kMaxTs);
+  return std::optional<int64_t>();
+}
 
 bool valid_scope(const std::string& s) { return s == "read" || s == "control" || s == "admin"; }
 
@@ -141,6 +197,7 @@ class ReaderPool {
       if (db_) pool_->release(std::move(db_));
     }
     Db* operator->() const { return db_.get(); }
+    Db& operator*() const { return *db_; }
 
    private:
     ReaderPool* pool_;
@@ -242,6 +299,7 @@ struct SeriesEq {
 // after the Store is gone.
 struct Shared {
   std::atomic<uint64_t> readings{0};
+  std::atomic<uint64_t> events{0};
   std::atomic<size_t> queued{0};
 };
 
@@ -256,29 +314,36 @@ class SqliteStore final : public Store {
         local_commit_seconds_(core::latency_buckets()) {
     commit_seconds_ = &local_commit_seconds_;
     rows_written_ = &local_rows_written_;
+    events_written_ = &local_events_written_;
     write_errors_ = &local_write_errors_;
     if (metrics) {
       commit_seconds_ = &metrics->histogram(
           "outpost_store_commit_seconds",
-          "Duration of readings write transactions, BEGIN to COMMIT.", core::latency_buckets());
+          "Duration of readings and events write transactions, BEGIN to COMMIT.",
+          core::latency_buckets());
       rows_written_ =
           &metrics->counter("outpost_store_rows_written_total", "Readings committed to the store.");
+      events_written_ =
+          &metrics->counter("outpost_store_events_written_total", "Events committed to the store.");
       write_errors_ = &metrics->counter("outpost_store_write_errors_total",
                                         "Store write transactions that failed.");
       auto shared = shared_;
       metrics->gauge_fn("outpost_readings_stored", "Readings currently stored.",
                         [shared] { return static_cast<double>(shared->readings.load()); });
+      metrics->gauge_fn("outpost_events_stored", "Events currently stored.",
+                        [shared] { return static_cast<double>(shared->events.load()); });
       metrics->gauge_fn("outpost_store_queue_depth",
-                        "Readings waiting for (or in) a store write transaction.",
+                        "Readings and events waiting for (or in) a store write transaction.",
                         [shared] { return static_cast<double>(shared->queued.load()); });
     }
   }
 
   ~SqliteStore() override { close(); }
 
-  // Loads the series cache and starts the writer. Called once, by open().
+  // Loads the series cache and the events count, and starts the writer. Called once, by open().
   Status start() {
     if (auto s = load_series(); !s) return s;
+    if (auto s = count_events(); !s) return s;
     writer_ = std::thread([this] { writer_main(); });
     return Status::ok();
   }
@@ -366,12 +431,83 @@ class SqliteStore final : public Store {
 
   uint64_t readings_count() const override { return shared_->readings.load(); }
 
+  void append_event(core::Event e, EventDone done) override {
+    auto refuse = [&](Status s) {
+      if (done) done(std::move(s));
+    };
+    if (e.device.empty() || e.kind.empty()) {
+      return refuse(Status::invalid("an event needs a device and a kind"));
+    }
+    Status refused;
+    {
+      std::lock_guard lk(mu_);
+      size_t queued = shared_->queued.load();
+      if (stop_) {
+        refused = Status::unavailable("store closed");
+      } else if (queued + 1 > kMaxQueuedRows) {
+        refused = Status::busy(fmt::format("store queue full ({} rows waiting)", queued));
+      } else {
+        shared_->queued.fetch_add(1);
+        queue_.emplace_back(AppendEvent{std::move(e), std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    refuse(std::move(refused));  // outside the lock: `done` may well call append_event() again
+  }
+
+  Result<std::vector<core::Event>> query_events(const EventQuery& q) const override {
+    int64_t from = q.from ? core::to_micros(*q.from) : kMinTs;
+    int64_t to = q.to ? core::to_micros(*q.to) : kMaxTs;
+    if (from > to) return Status::invalid("query: 'from' is after 'to'");
+    std::vector<core::Event> out;
+    if (q.limit == 0) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    int64_t before_id = kMaxId;
+    if (q.before_id) {
+      auto cursor = event_ts(**lease, *q.before_id);
+      if (!cursor) return cursor.status();
+      if (!cursor->has_value()) return out;  // the cursor went with everything before it
+      // Past the cursor's ts, the cursor bounds nothing within [from, to].
+      if (**cursor <= to) {
+        to = **cursor;
+        before_id = *q.before_id;
+      }
+      if (from > to) return out;
+    }
+    auto st = (*lease)->prepare(event_query_sql(!q.kind.empty(), !q.device.empty(), q.newest));
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, q.kind);
+    s->bind_text(2, q.device);
+    s->bind(3, from);
+    s->bind(4, to);
+    s->bind(5, before_id);
+    s->bind(6, static_cast<int64_t>(std::min<uint64_t>(q.limit, kMaxTs)));
+    out.reserve(std::min<size_t>(q.limit, 1024));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      core::Event& e = out.emplace_back();
+      e.id = s->int64(0);
+      e.ts = core::from_micros(s->int64(1));
+      e.device = s->text(2);
+      e.kind = s->text(3);
+      e.payload = s->text(4);
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query events");
+    if (q.newest) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  uint64_t events_count() const override { return shared_->events.load(); }
+
   Status insert_key(const ApiKey& k) override {
     if (k.id.empty()) return Status::invalid("key id is empty");
     if (!valid_scope(k.scope)) return Status::invalid("unknown key scope '" + k.scope + "'");
     if (k.hash.size() != 32) return Status::invalid("key hash must be 32 bytes (SHA-256)");
     return run_on_writer([&] {
-      return write_keys([&](Db& db) -> Status {
+      return write_txn([&](Db& db) -> Status {
         auto st = db.prepare(kInsertKey);
         if (!st) return st.status();
         StmtLease& s = *st;
@@ -423,7 +559,7 @@ class SqliteStore final : public Store {
 
   Status revoke_key(const std::string& id_or_name) override {
     return run_on_writer([&] {
-      return write_keys([&](Db& db) -> Status {
+      return write_txn([&](Db& db) -> Status {
         // An id match wins: ids are unique, names are not.
         std::string target;
         {
@@ -487,6 +623,67 @@ class SqliteStore final : public Store {
     int rc = s->step();
     if (rc != SQLITE_ROW) return (*lease)->error(rc, "keys generation");
     return static_cast<uint64_t>(s->int64(0));
+  }
+
+  Result<std::optional<std::string>> get_setting(const std::string& name) const override {
+    if (name.empty()) return Status::invalid("setting name is empty");
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kGetSetting);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, name);
+    int rc = s->step();
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return (*lease)->error(rc, "get setting");
+    return std::optional<std::string>(s->text(0));
+  }
+
+  Status put_setting(const std::string& name, const std::string& value) override {
+    if (name.empty()) return Status::invalid("setting name is empty");
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(kPutSetting);
+        if (!st) return st.status();
+        StmtLease& s = *st;
+        s->bind_text(1, name);
+        s->bind_text(2, value);
+        if (int rc = s->step(); rc != SQLITE_DONE) return db.error(rc, "put setting");
+        return Status::ok();
+      });
+    });
+  }
+
+  Status put_setting_if_absent(const std::string& name, const std::string& value,
+                               std::string* current) override {
+    if (name.empty()) return Status::invalid("setting name is empty");
+    std::string stored;
+    Status s = run_on_writer([&] {
+      // BEGIN IMMEDIATE holds the write lock from before the INSERT to after the SELECT, so no
+      // other process can put a value in between: whoever inserts first wins for everyone.
+      return write_txn([&](Db& db) -> Status {
+        {
+          auto st = db.prepare(kAddSetting);
+          if (!st) return st.status();
+          (*st)->bind_text(1, name);
+          (*st)->bind_text(2, value);
+          if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, "put setting");
+          if (db.changes() == 1) {
+            stored = value;
+            return Status::ok();
+          }
+        }
+        auto st = db.prepare(kGetSetting);
+        if (!st) return st.status();
+        (*st)->bind_text(1, name);
+        int rc = (*st)->step();
+        if (rc != SQLITE_ROW) return db.error(rc, "get setting");
+        stored = (*st)->text(0);
+        return Status::ok();
+      });
+    });
+    if (s && current) *current = std::move(stored);
+    return s;
   }
 
   Status flush() override {
@@ -554,23 +751,40 @@ class SqliteStore final : public Store {
     size_t taken = 0;  // rows already handed to the writer (an append split over transactions)
     Done done;
   };
+  struct AppendEvent {
+    core::Event event;
+    EventDone done;
+  };
   struct Task {
     std::function<void()> fn;
   };
-  using Item = std::variant<Append, Task>;
+  using Item = std::variant<Append, AppendEvent, Task>;
 
-  // What the writer took off the queue for one round: readings for one transaction, or a task.
+  // Who to tell when a batch is over, in queue order: an append whose last row is in the batch,
+  // or an event (by its index in Work::events).
+  struct Ack {
+    Done done;
+    EventDone event_done;
+    std::optional<size_t> event;
+  };
+
+  // What the writer took off the queue for one round: readings and events for one transaction
+  // (at most batch_max of them together), or a task.
   struct Work {
     std::vector<core::Reading> rows;
-    std::vector<Done> done;     // appends whose last row is in `rows`
+    std::vector<core::Event> events;  // ids set once inserted
+    std::vector<Ack> acks;
     bool ends_partial = false;  // the queue's front append has more rows after `rows`
     std::function<void()> task;
+
+    size_t size() const { return rows.size() + events.size(); }
   };
 
   struct RetentionPass {
     bool active = false;
     std::vector<int64_t> ids;  // series to visit, fixed when the pass starts
     size_t next = 0;
+    bool events = false;      // the events table is still to visit (after the series)
     int64_t cutoff = kMinTs;  // rows with ts below it are too old
   };
 
@@ -620,7 +834,7 @@ class SqliteStore final : public Store {
       }
       if (work.task) {
         work.task();
-      } else if (!work.rows.empty() || !work.done.empty()) {
+      } else if (!work.acks.empty() || work.size() > 0) {
         write_batch(work);
       }
       // While closing, only drain; an unfinished pass simply starts over after the next open.
@@ -643,19 +857,26 @@ class SqliteStore final : public Store {
     }
   }
 
-  // Under mu_. Takes up to batch_max rows (splitting an append if needed), or one task.
+  // Under mu_. Takes up to batch_max readings and events (splitting an append if needed), or
+  // one task.
   void take_work(Work& w) {
     const size_t cap = cfg_.batch_max;
-    while (!queue_.empty() && w.rows.size() < cap) {
+    while (!queue_.empty() && w.size() < cap) {
       if (auto* task = std::get_if<Task>(&queue_.front())) {
-        if (w.rows.empty() && w.done.empty()) {
+        if (w.acks.empty() && w.size() == 0) {
           w.task = std::move(task->fn);
           queue_.pop_front();
         }
         return;
       }
+      if (auto* e = std::get_if<AppendEvent>(&queue_.front())) {
+        w.acks.push_back(Ack{{}, std::move(e->done), w.events.size()});
+        w.events.push_back(std::move(e->event));
+        queue_.pop_front();
+        continue;
+      }
       auto& a = std::get<Append>(queue_.front());
-      size_t room = cap - w.rows.size();
+      size_t room = cap - w.size();
       size_t left = a.rows.size() - a.taken;
       if (left <= room) {
         if (w.rows.empty() && a.taken == 0) {
@@ -664,7 +885,7 @@ class SqliteStore final : public Store {
           std::move(a.rows.begin() + static_cast<ptrdiff_t>(a.taken), a.rows.end(),
                     std::back_inserter(w.rows));
         }
-        w.done.push_back(std::move(a.done));
+        w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt});
         queue_.pop_front();
       } else {
         auto first = a.rows.begin() + static_cast<ptrdiff_t>(a.taken);
@@ -677,20 +898,23 @@ class SqliteStore final : public Store {
   }
 
   void write_batch(Work& w) {
-    Status s = w.rows.empty() ? Status::ok() : write_rows(w.rows);
-    shared_->queued.fetch_sub(w.rows.size());
+    Status s = w.size() == 0 ? Status::ok() : write_rows(w.rows, w.events);
+    shared_->queued.fetch_sub(w.size());
     if (!s && w.ends_partial) {
       // The rest of a split append is dropped: its caller hears about the failure now, once.
       std::lock_guard lk(mu_);
       auto& a = std::get<Append>(queue_.front());
       shared_->queued.fetch_sub(a.rows.size() - a.taken);
-      w.done.push_back(std::move(a.done));
+      w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt});
       queue_.pop_front();
     }
-    for (auto& done : w.done) {
-      if (!done) continue;
+    for (auto& ack : w.acks) {
       try {
-        done(s);
+        if (!ack.event) {
+          if (ack.done) ack.done(s);
+        } else if (ack.event_done) {
+          ack.event_done(s ? Result<int64_t>(w.events[*ack.event].id) : Result<int64_t>(s));
+        }
       } catch (const std::exception& e) {
         spdlog::error("store: a done callback threw: {}", e.what());
       } catch (...) {
@@ -699,8 +923,9 @@ class SqliteStore final : public Store {
     }
   }
 
-  // One transaction for `rows` (at most batch_max of them).
-  Status write_rows(std::vector<core::Reading>& rows) {
+  // One transaction for `rows` and `events` (at most batch_max of them together). Sets the
+  // events' ids; they mean something only if this returns ok.
+  Status write_rows(std::vector<core::Reading>& rows, std::vector<core::Event>& events) {
     auto t0 = SteadyClock::now();
     Txn txn(*db_);
     if (!txn.begun()) return failed(txn.begun());
@@ -756,13 +981,35 @@ class SqliteStore final : public Store {
         return failed(db_->error(urc, "replace reading"));
       }
     }
+    if (auto s = insert_events(events); !s) return failed(s);
     Status s = finish(txn);
     if (s) {
       commit_seconds_->observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
       rows_written_->inc(rows.size());
-      rows_since_retention_ += rows.size();
+      events_written_->inc(events.size());
+      rows_since_retention_ += rows.size() + events.size();
     }
     return s;
+  }
+
+  // In queue order, so ids follow it.
+  Status insert_events(std::vector<core::Event>& events) {
+    if (events.empty()) return Status::ok();
+    auto ins = db_->prepare(kInsertEvent);
+    if (!ins) return ins.status();
+    StmtLease& insert = *ins;
+    for (core::Event& e : events) {
+      insert->bind(1, core::to_micros(e.ts));
+      insert->bind_text(2, e.device);
+      insert->bind_text(3, e.kind);
+      insert->bind_text(4, e.payload);
+      int rc = insert->step();
+      sqlite3_reset(insert->get());
+      if (rc != SQLITE_DONE) return db_->error(rc, "insert event");
+      e.id = db_->last_insert_rowid();
+      events_pending_ += 1;
+    }
+    return Status::ok();
   }
 
   static void bind_reading(detail::Stmt& st, const Planned& p, const core::Reading& r) {
@@ -838,7 +1085,8 @@ class SqliteStore final : public Store {
   }
 
   // Ends a writer transaction: row counts, the TEST hook, COMMIT; then the in-memory state
-  // follows what was committed, or is reloaded from the database after a rollback.
+  // (series row counts, events count) follows what was committed, or is reloaded from the
+  // database after a rollback.
   Status finish(Txn& txn) {
     Status s;
     if (fail_writes_.load()) s = Status::io("write failed (TEST_fail_writes)");
@@ -863,6 +1111,9 @@ class SqliteStore final : public Store {
     }
     touched_.clear();
     shared_->readings.store(static_cast<uint64_t>(std::max<int64_t>(total_rows_, 0)));
+    events_ += events_pending_;
+    events_pending_ = 0;
+    shared_->events.store(static_cast<uint64_t>(std::max<int64_t>(events_, 0)));
     note_write(Status::ok());
     return s;
   }
@@ -872,8 +1123,21 @@ class SqliteStore final : public Store {
   Status failed(Status s) {
     touched_.clear();
     series_dirty_ = true;
+    events_pending_ = 0;
     note_write(s);
     return s;
+  }
+
+  // Events are few (kMaxEvents), so one COUNT(*) at open is cheap: it walks the ts index.
+  Status count_events() {
+    auto st = db_->prepare(kCountEvents);
+    if (!st) return st.status();
+    int rc = (*st)->step();
+    if (rc != SQLITE_ROW) return db_->error(rc, "count events");
+    events_ = (*st)->int64(0);
+    events_pending_ = 0;
+    shared_->events.store(static_cast<uint64_t>(std::max<int64_t>(events_, 0)));
+    return Status::ok();
   }
 
   Status ensure_series() { return series_dirty_ ? load_series() : Status::ok(); }
@@ -931,8 +1195,9 @@ class SqliteStore final : public Store {
     }
   }
 
-  // Runs fn in a writer transaction (with the TEST hook and failure accounting).
-  Status write_keys(const std::function<Status(Db&)>& fn) {
+  // Runs fn in a writer transaction (with the TEST hook and failure accounting): key and
+  // setting writes.
+  Status write_txn(const std::function<Status(Db&)>& fn) {
     Txn txn(*db_);
     if (!txn.begun()) return failed(txn.begun());
     if (auto s = fn(*db_); !s) {
@@ -945,16 +1210,18 @@ class SqliteStore final : public Store {
   void start_retention_pass() {
     retention_ = RetentionPass{};
     bool by_age = cfg_.readings_max_age.count() > 0;
-    if (!by_age && cfg_.readings_max_per_series == 0) return;
-    if (!ensure_series()) return;  // the failure is logged by the next write
-    retention_.ids.reserve(by_id_.size());
-    for (const auto& [id, series] : by_id_) retention_.ids.push_back(id);
-    std::sort(retention_.ids.begin(), retention_.ids.end());
     if (by_age) {
       auto max_age = std::chrono::duration_cast<std::chrono::microseconds>(cfg_.readings_max_age);
       retention_.cutoff = core::to_micros(core::now()) - max_age.count();
     }
-    retention_.active = !retention_.ids.empty();
+    if (by_age || cfg_.readings_max_per_series > 0) {
+      if (!ensure_series()) return;  // the failure is logged by the next write
+      retention_.ids.reserve(by_id_.size());
+      for (const auto& [id, series] : by_id_) retention_.ids.push_back(id);
+      std::sort(retention_.ids.begin(), retention_.ids.end());
+    }
+    retention_.events = events_ > 0;  // kMaxEvents always applies
+    retention_.active = !retention_.ids.empty() || retention_.events;
   }
 
   // The ts of the (n+1)-th oldest row of `series` below `before`, if there is one.
@@ -982,6 +1249,81 @@ class SqliteStore final : public Store {
     return deleted;
   }
 
+  // The (ts, id) of the (n+1)-th oldest event with ts <= max_ts, if there is one.
+  Result<std::optional<std::pair<int64_t, int64_t>>> nth_oldest_event(int64_t max_ts, int64_t n) {
+    using Pos = std::optional<std::pair<int64_t, int64_t>>;
+    auto st = db_->prepare(kNthOldestEvent);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind(1, max_ts);
+    s->bind(2, n);
+    int rc = s->step();
+    if (rc == SQLITE_ROW) return Pos(std::pair(s->int64(0), s->int64(1)));
+    if (rc != SQLITE_DONE) return db_->error(rc, "events retention");
+    return Pos();
+  }
+
+  // Deletes the events before (ts, id) in (ts, id) order.
+  Result<int64_t> delete_events_below(int64_t ts, int64_t id) {
+    auto st = db_->prepare(kDeleteEventsBefore);
+    if (!st) return st.status();
+    (*st)->bind(1, ts);
+    (*st)->bind(2, id);
+    if (int rc = (*st)->step(); rc != SQLITE_DONE) return db_->error(rc, "events retention delete");
+    int64_t deleted = db_->changes();
+    events_pending_ -= deleted;
+    return deleted;
+  }
+
+  // The events' part of a retention chunk, within `budget` rows; like one series, but over the
+  // whole table and in (ts, id) order, which also settles ties in ts. Answers whether events
+  // are left to delete after it.
+  Result<bool> events_retention(int64_t& budget) {
+    const int64_t cutoff = retention_.cutoff;
+    bool more = false;
+    if (cutoff != kMinTs) {
+      auto bound = nth_oldest_event(cutoff - 1, budget);
+      if (!bound) return bound.status();
+      more = bound->has_value();
+      // Without a bound: everything with ts < cutoff, that is before (cutoff, kMinId).
+      auto deleted = more ? delete_events_below((*bound)->first, (*bound)->second)
+                          : delete_events_below(cutoff, kMinId);
+      if (!deleted) return deleted.status();
+      budget -= *deleted;
+    }
+    int64_t excess = events_ + events_pending_ - static_cast<int64_t>(kMaxEvents);
+    if (!more && excess > 0) {
+      int64_t k = std::min(excess, budget);
+      more = k < excess;
+      if (k > 0) {
+        auto bound = nth_oldest_event(kMaxTs, k);
+        if (!bound) return bound.status();
+        if (bound->has_value()) {
+          auto deleted = delete_events_below((*bound)->first, (*bound)->second);
+          if (!deleted) return deleted.status();
+          budget -= *deleted;
+        } else {
+          // Fewer events than counted (only if something else deleted some): count for real.
+          if (auto s = recount_events(); !s) return s;
+          more = false;
+        }
+      }
+    }
+    return more;
+  }
+
+  Status recount_events() {
+    auto st = db_->prepare(kCountEvents);
+    if (!st) return st.status();
+    int rc = (*st)->step();
+    if (rc != SQLITE_ROW) return db_->error(rc, "count events");
+    int64_t actual = (*st)->int64(0);
+    spdlog::warn("store: the events table holds {} events, not {}; corrected", actual,
+                 events_ + events_pending_);
+    events_pending_ = actual - events_;
+    return Status::ok();
+  }
+
   Status recount(Series& series) {
     auto st = db_->prepare(kCountSeries);
     if (!st) return st.status();
@@ -996,8 +1338,9 @@ class SqliteStore final : public Store {
   }
 
   // One bounded retention transaction, continuing the current pass. `done` when the pass has
-  // visited every series. Bounds come from "the ts of the (k+1)-th oldest row", so a DELETE
-  // removes exactly k rows without DELETE ... LIMIT (a compile-time option of SQLite).
+  // visited every series and then the events. Bounds come from "the ts of the (k+1)-th oldest
+  // row", so a DELETE removes exactly k rows without DELETE ... LIMIT (a compile-time option of
+  // SQLite).
   Status retention_chunk(bool& done) {
     done = false;
     Txn txn(*db_);
@@ -1048,8 +1391,13 @@ class SqliteStore final : public Store {
       ++p.next;
       ++visited;
     }
+    if (p.next >= p.ids.size() && p.events && budget > 0) {
+      auto more = events_retention(budget);
+      if (!more) return failed(more.status());
+      p.events = *more;
+    }
     if (auto s = finish(txn); !s) return s;
-    done = p.next >= p.ids.size();
+    done = p.next >= p.ids.size() && !p.events;
     return Status::ok();
   }
 
@@ -1059,9 +1407,10 @@ class SqliteStore final : public Store {
   std::shared_ptr<Shared> shared_;
 
   core::Histogram local_commit_seconds_;  // used when open() got no Registry
-  core::Counter local_rows_written_, local_write_errors_;
+  core::Counter local_rows_written_, local_events_written_, local_write_errors_;
   core::Histogram* commit_seconds_;
   core::Counter* rows_written_;
+  core::Counter* events_written_;
   core::Counter* write_errors_;
 
   std::mutex mu_;  // guards queue_ and stop_
@@ -1080,6 +1429,8 @@ class SqliteStore final : public Store {
   std::vector<Series*> touched_;  // series with a pending row-count change
   bool series_dirty_ = false;     // the cache must be reloaded before its next use
   int64_t total_rows_ = 0;
+  int64_t events_ = 0;          // committed events (what events_count() shows)
+  int64_t events_pending_ = 0;  // change to events_ in the open transaction
   uint64_t rows_since_retention_ = 0;
   RetentionPass retention_;
 

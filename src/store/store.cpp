@@ -27,4 +27,14 @@ core::Status Store::append_sync(std::vector<core::Reading> readings) {
   return result.get();
 }
 
+core::Result<int64_t> Store::append_event_sync(core::Event e) {
+  if (detail::on_writer_thread()) {
+    return core::Status::internal("append_event_sync called on the store's writer thread");
+  }
+  std::promise<core::Result<int64_t>> done;
+  auto result = done.get_future();
+  append_event(std::move(e), [&done](core::Result<int64_t> id) { done.set_value(std::move(id)); });
+  return result.get();
+}
+
 }  // namespace outpost::store

@@ -1,18 +1,20 @@
-// The store: readings and API keys, persisted in SQLite (<data_dir>/outpost.db, WAL mode).
+// The store: readings, events, API keys and settings, persisted in SQLite
+// (<data_dir>/outpost.db, WAL mode).
 //
 // Nothing outside store/ writes SQL; every other module talks to this interface, so a second
 // backend (PostgreSQL, for several hubs) can replace the SQLite one without touching callers.
 //
 // Threads. A Store is safe to use from any number of threads at once. Writes go through one
-// writer thread owned by the Store, which batches queued readings into transactions; reads run
-// on a small bounded pool of read-only connections (WAL: readers never wait for the writer).
-// Calls that wait for the writer (append_sync, flush, the key writes, enforce_retention) must
-// not be made from a `done` callback (they run on the writer thread); they return
-// Status::internal there instead of deadlocking.
+// writer thread owned by the Store, which batches queued readings and events into transactions;
+// reads run on a small bounded pool of read-only connections (WAL: readers never wait for the
+// writer). Calls that wait for the writer (append_sync, append_event_sync, flush, the key and
+// setting writes, enforce_retention) must not be made from a `done` callback (they run on the
+// writer thread); they return Status::internal there instead of deadlocking.
 //
 // Processes. Other processes (the `outpost keys` CLI) may open the same data_dir at the same
-// time to change keys; SQLite's locking plus a busy timeout serialise them. Readings are meant to
-// be written by one process only: readings_count() counts what this process saw committed.
+// time to change keys and settings; SQLite's locking plus a busy timeout serialise them.
+// Readings and events are meant to be written by one process only: readings_count() and
+// events_count() count what this process saw committed.
 #pragma once
 
 #include <cstddef>
@@ -31,9 +33,14 @@
 
 namespace outpost::store {
 
-// Rows that may wait for the writer at once (queued or in the transaction being written).
-// Over it, append() answers Status::busy; a single append larger than it is Status::too_large.
+// Rows that may wait for the writer at once (queued or in the transaction being written); an
+// event counts as one row. Over it, append() and append_event() answer Status::busy; a single
+// append larger than it is Status::too_large.
 inline constexpr size_t kMaxQueuedRows = 100'000;
+
+// Retention of events by count: at most this many are kept, the oldest by (ts, id) go first.
+// (A constant until StoreConfig has a field for it.)
+inline constexpr size_t kMaxEvents = 100'000;
 
 struct ApiKey {
   std::string id;     // short public id (part of the key's visible prefix), unique
@@ -54,16 +61,34 @@ struct ReadingQuery {
                        // Results are ALWAYS in ascending time.
 };
 
+// Events matching every given filter. Every field has a default initializer (see ReadingQuery).
+struct EventQuery {
+  std::string kind{};                           // "" = all kinds
+  std::string device{};                         // "" = all devices
+  std::optional<core::TimePoint> from{}, to{};  // inclusive bounds; from > to is Status::invalid
+  size_t limit = 50;                            // 0 gives an empty result
+  bool newest = true;  // true: the newest `limit` matching events; false: the oldest.
+                       // Results are ALWAYS ascending by (ts, id).
+  // A cursor: only events that come before event `before_id` in (ts, id) order. To page back
+  // from the newest, pass the id of the first (oldest) event of the previous page, keeping the
+  // other fields; every matching event then comes exactly once. While timestamps follow arrival
+  // order this is "ids < before_id"; it stays exact when a late event carries an older ts.
+  // If that event is gone (retention deletes oldest first, so everything before it went too)
+  // the result is empty; an id above every id ever assigned means no bound.
+  std::optional<int64_t> before_id{};
+};
+
 struct Health {
   bool ok = false;     // open, writer running, last write transaction succeeded
   std::string detail;  // "ok", or what is wrong and since when
   uint64_t readings = 0;
-  size_t queue_depth = 0;  // rows waiting for (or in) a write transaction
+  size_t queue_depth = 0;  // rows (readings and events) waiting for (or in) a write transaction
 };
 
 class Store {
  public:
   using Done = std::function<void(core::Status)>;
+  using EventDone = std::function<void(core::Result<int64_t>)>;
 
   virtual ~Store() = default;
 
@@ -72,8 +97,8 @@ class Store {
   // Status::unavailable) and starts the writer thread. Invalid cfg values give Status::invalid.
   // `metrics` may be null; otherwise it must outlive the Store, and the Store registers
   // outpost_store_commit_seconds, outpost_store_rows_written_total,
-  // outpost_store_write_errors_total, outpost_readings_stored and outpost_store_queue_depth in it
-  // (one Store per Registry).
+  // outpost_store_events_written_total, outpost_store_write_errors_total, outpost_readings_stored,
+  // outpost_events_stored and outpost_store_queue_depth in it (one Store per Registry).
   static core::Result<std::unique_ptr<Store>> open(const config::StoreConfig& cfg,
                                                    core::Registry* metrics);
 
@@ -102,6 +127,24 @@ class Store {
   // Committed rows in the readings table, kept up to date by the writer (no COUNT(*) per call).
   virtual uint64_t readings_count() const = 0;
 
+  // Queues an event (its `id` is ignored) for the writer thread, in the same FIFO as readings,
+  // and returns without waiting for I/O. Events share the readings' write transactions and their
+  // guarantees: `done` (may be empty) runs exactly once, on the writer thread after COMMIT with
+  // the id the event got, or with the error if the transaction failed. It runs on the caller's
+  // thread, before append_event returns, with Status::invalid (empty device or kind), busy (queue
+  // over kMaxQueuedRows) or unavailable (closed). The payload is stored as given (the store does
+  // not parse JSON). Ids increase in commit order and are never reused.
+  virtual void append_event(core::Event e, EventDone done) = 0;
+
+  // append_event() and wait for its `done`: the committed id.
+  core::Result<int64_t> append_event_sync(core::Event e);
+
+  // Events matching `q`, ascending by (ts, id) (see EventQuery). Sees committed events only.
+  virtual core::Result<std::vector<core::Event>> query_events(const EventQuery& q) const = 0;
+
+  // Committed rows in the events table, kept up to date by the writer (counted once at open).
+  virtual uint64_t events_count() const = 0;
+
   // API keys: synchronous, committed on return (they queue behind readings already queued).
   // insert_key: Status::conflict if the id exists; invalid for an empty id, an unknown scope
   // or a hash that is not 32 bytes.
@@ -119,6 +162,20 @@ class Store {
   // read; fine to call every second.
   virtual core::Result<uint64_t> keys_generation() const = 0;
 
+  // Settings: small named values (a password hash, a token secret, the house id) that live with
+  // the data. Writes are synchronous like the key writes: committed on return, after what was
+  // queued before. An empty name is Status::invalid.
+  // The value stored under `name`; nullopt if there is none.
+  virtual core::Result<std::optional<std::string>> get_setting(const std::string& name) const = 0;
+  // Stores `value` under `name`, replacing any value there.
+  virtual core::Status put_setting(const std::string& name, const std::string& value) = 0;
+  // Stores `value` under `name` unless a value is already there, in one transaction, so of two
+  // processes (or threads) creating the same secret at once one wins and both learn its value:
+  // on success *current (if not null) holds the value now stored — `value` or the one found.
+  // On failure *current is left alone.
+  virtual core::Status put_setting_if_absent(const std::string& name, const std::string& value,
+                                             std::string* current) = 0;
+
   // Returns when everything queued before the call has been committed or has failed (failures
   // are reported to the `done` callbacks; flush itself only fails if the store is closed).
   virtual core::Status flush() = 0;
@@ -126,17 +183,19 @@ class Store {
   // Retention runs by itself on the writer thread (5 s after open, then every 60 s, and after
   // every 100k inserted rows) in bounded chunks: per series, rows older than
   // cfg.readings_max_age and rows beyond cfg.readings_max_per_series (oldest first) are deleted;
-  // 0 disables either rule. Every process that keeps the store open long enough applies its own
-  // cfg, so processes sharing a data_dir should share the StoreConfig.
+  // 0 disables either rule. Events older than cfg.readings_max_age (0: no age limit) and beyond
+  // kMaxEvents in all are deleted too, oldest by (ts, id) first. Every process that keeps the
+  // store open long enough applies its own cfg, so processes sharing a data_dir should share the
+  // StoreConfig.
   // This runs a whole pass now, after what is already queued, and returns when it is done.
   // (Added to the sketched API for tests and for a maintenance command.)
   virtual core::Status enforce_retention() = 0;
 
   virtual Health health() const = 0;
 
-  // Drains the queue (every queued append committed or failed and its `done` called), stops the
-  // writer and closes all connections. Idempotent; the destructor calls it. Later calls fail
-  // with Status::unavailable (append: through `done`).
+  // Drains the queue (every queued append and event committed or failed and its `done` called),
+  // stops the writer and closes all connections. Idempotent; the destructor calls it. Later calls
+  // fail with Status::unavailable (append, append_event: through `done`).
   virtual void close() = 0;
 
   // Test hook: while on, every write transaction is rolled back and fails with Status::io.

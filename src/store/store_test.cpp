@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,7 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using core::Code;
+using core::Event;
 using core::Reading;
+using core::Result;
 using core::Status;
 
 constexpr int64_t kSecond = 1'000'000;
@@ -59,6 +62,29 @@ ApiKey key(const std::string& id, const std::string& name, const std::string& sc
   k.hash = std::string(32, static_cast<char>(id.size()));
   k.created = core::now();
   return k;
+}
+
+Event event(const std::string& device, const std::string& kind, int64_t ts_us,
+            const std::string& payload = "{}") {
+  Event e;
+  e.device = device;
+  e.kind = kind;
+  e.ts = core::from_micros(ts_us);
+  e.payload = payload;
+  return e;
+}
+
+std::vector<int64_t> ids(const std::vector<Event>& events) {
+  std::vector<int64_t> out;
+  for (const auto& e : events) out.push_back(e.id);
+  return out;
+}
+
+// Ascending by (ts, id), as every events query answers.
+bool ascending(const std::vector<Event>& events) {
+  return std::is_sorted(events.begin(), events.end(), [](const Event& a, const Event& b) {
+    return std::pair(a.ts, a.id) < std::pair(b.ts, b.id);
+  });
 }
 
 std::vector<int64_t> times(const std::vector<Reading>& rows) {
@@ -130,6 +156,19 @@ class StoreTest : public ::testing::Test {
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+  }
+
+  // Runs SQL (several statements) on the database file, creating it and data_dir if needed.
+  void sql_exec(const std::string& sql) {
+    fs::create_directories(cfg_.data_dir);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((fs::path(cfg_.data_dir) / "outpost.db").c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << (err ? err : "") << "\n"
+        << sql;
+    sqlite3_free(err);
+    sqlite3_close(db);
   }
 
   fs::path root_;
@@ -685,6 +724,528 @@ TEST_F(StoreTest, CloseDrainsTheQueue) {
   }
   EXPECT_EQ(ok.load(), 50);
   EXPECT_EQ(open()->readings_count(), 25'000u);
+}
+
+// Migration 1 exactly as released (schema.cpp must never change it): what a database written by
+// the first build holds.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE series (
+  id        INTEGER PRIMARY KEY,
+  device    TEXT NOT NULL,
+  sensor    TEXT NOT NULL,
+  unit      TEXT NOT NULL DEFAULT '',
+  row_count INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (device, sensor)
+);
+CREATE TABLE readings (
+  series INTEGER NOT NULL,
+  ts     INTEGER NOT NULL,
+  value  REAL,
+  text   TEXT,
+  PRIMARY KEY (series, ts)
+) WITHOUT ROWID;
+CREATE TABLE keys (
+  id      TEXT PRIMARY KEY,
+  name    TEXT NOT NULL,
+  scope   TEXT NOT NULL,
+  hash    BLOB NOT NULL CHECK (length(hash) = 32),
+  created INTEGER NOT NULL,
+  revoked INTEGER
+);
+CREATE INDEX keys_by_name ON keys (name);
+CREATE TABLE meta (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (name, value) VALUES ('keys_generation', 0);
+CREATE TRIGGER keys_generation_insert AFTER INSERT ON keys BEGIN
+  UPDATE meta SET value = value + 1 WHERE name = 'keys_generation';
+END;
+CREATE TRIGGER keys_generation_update AFTER UPDATE ON keys BEGIN
+  UPDATE meta SET value = value + 1 WHERE name = 'keys_generation';
+END;
+CREATE TRIGGER keys_generation_delete AFTER DELETE ON keys BEGIN
+  UPDATE meta SET value = value + 1 WHERE name = 'keys_generation';
+END;
+PRAGMA user_version = 1;
+)sql";
+
+TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
+  sql_exec(kSchemaV1);
+  sql_exec(fmt::format(
+      "PRAGMA journal_mode = WAL;"
+      "INSERT INTO series (id, device, sensor, unit, row_count) VALUES (1, 'd', 'temp', 'C', 1);"
+      "INSERT INTO readings (series, ts, value, text) VALUES (1, {}, 21.5, NULL);"
+      "INSERT INTO keys (id, name, scope, hash, created, revoked)"
+      "  VALUES ('k1', 'ops', 'admin', zeroblob(32), {}, NULL);",
+      kBase, kBase));
+  ASSERT_EQ(sql_value("PRAGMA user_version"), "1");
+  ASSERT_EQ(sql_value("SELECT value FROM meta WHERE name = 'keys_generation'"), "1");
+
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(sql_value("PRAGMA user_version"), "2");
+  EXPECT_EQ(detail::kSchemaVersion, 2);
+  // Version 1's data, as it was.
+  EXPECT_EQ(store->readings_count(), 1u);
+  auto temp = store->query({.device = "d", .sensor = "temp"});
+  ASSERT_TRUE(temp.is_ok()) << temp.status().to_string();
+  ASSERT_EQ(temp->size(), 1u);
+  EXPECT_EQ(core::to_micros((*temp)[0].ts), kBase);
+  EXPECT_EQ((*temp)[0].value, 21.5);
+  EXPECT_EQ((*temp)[0].unit, "C");
+  auto k1 = store->find_key("k1");
+  ASSERT_TRUE(k1.is_ok());
+  ASSERT_TRUE(k1->has_value());
+  EXPECT_EQ((*k1)->scope, "admin");
+  EXPECT_EQ((*k1)->hash, std::string(32, '\0'));
+  EXPECT_EQ(*store->keys_generation(), 1u);
+  // Version 1 still works (the keys triggers too)...
+  ASSERT_TRUE(store->append_sync({reading("d", "temp", kBase + kSecond, 22)}));
+  ASSERT_TRUE(store->insert_key(key("k2", "dashboard")));
+  EXPECT_EQ(*store->keys_generation(), 2u);
+  // ...and version 2's tables are there, empty.
+  EXPECT_EQ(store->events_count(), 0u);
+  EXPECT_FALSE(store->get_setting("house_id")->has_value());
+  ASSERT_TRUE(store->put_setting("house_id", "h1"));
+  auto id = store->append_event_sync(event("d", "online", kBase));
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  EXPECT_EQ(*id, 1);
+  store->close();
+
+  // Migrated once: a second open changes nothing.
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(sql_value("PRAGMA user_version"), "2");
+  EXPECT_EQ(store->readings_count(), 2u);
+  EXPECT_EQ(store->events_count(), 1u);
+  EXPECT_EQ(**store->get_setting("house_id"), "h1");
+  EXPECT_EQ(store->list_keys()->size(), 2u);
+}
+
+TEST_F(StoreTest, SettingsGetPutOverwriteAndAbsent) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    auto absent = store->get_setting("token_secret");
+    ASSERT_TRUE(absent.is_ok()) << absent.status().to_string();
+    EXPECT_FALSE(absent->has_value());
+
+    ASSERT_TRUE(store->put_setting("token_secret", "s1"));
+    EXPECT_EQ(**store->get_setting("token_secret"), "s1");
+    ASSERT_TRUE(store->put_setting("token_secret", "s2"));  // overwrites
+    EXPECT_EQ(**store->get_setting("token_secret"), "s2");
+    ASSERT_TRUE(store->put_setting("empty", ""));  // an empty value is a value
+    auto empty = store->get_setting("empty");
+    ASSERT_TRUE(empty->has_value());
+    EXPECT_EQ(**empty, "");
+    std::string odd("a\0b\xff", 4);  // stored as given, length and all
+    ASSERT_TRUE(store->put_setting("odd", odd));
+    EXPECT_EQ(**store->get_setting("odd"), odd);
+
+    EXPECT_EQ(store->put_setting("", "x").code(), Code::kInvalid);
+    EXPECT_EQ(store->get_setting("").status().code(), Code::kInvalid);
+    std::string current = "untouched";
+    EXPECT_EQ(store->put_setting_if_absent("", "x", &current).code(), Code::kInvalid);
+    EXPECT_EQ(current, "untouched");
+
+    // If absent: the first value stays; every caller learns it.
+    ASSERT_TRUE(store->put_setting_if_absent("house_id", "h1", &current));
+    EXPECT_EQ(current, "h1");
+    ASSERT_TRUE(store->put_setting_if_absent("house_id", "h2", &current));
+    EXPECT_EQ(current, "h1");
+    ASSERT_TRUE(store->put_setting_if_absent("house_id", "h3", nullptr));
+    EXPECT_EQ(**store->get_setting("house_id"), "h1");
+    ASSERT_TRUE(store->put_setting_if_absent("token_secret", "s3", &current));
+    EXPECT_EQ(current, "s2");
+    // A plain put still overwrites.
+    ASSERT_TRUE(store->put_setting("house_id", "h4"));
+    EXPECT_EQ(**store->get_setting("house_id"), "h4");
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(**store->get_setting("token_secret"), "s2");
+  EXPECT_EQ(**store->get_setting("house_id"), "h4");
+  EXPECT_EQ(sql_value("SELECT count(*) FROM settings"), "4");
+}
+
+TEST_F(StoreTest, PutSettingIfAbsentFromTwoInstancesAgreesOnOneValue) {
+  auto a = open();
+  auto b = open();  // as a second process on the same file would
+  ASSERT_TRUE(a && b);
+  constexpr int kNames = 30;
+  std::vector<std::string> got_a(kNames), got_b(kNames);
+  std::atomic<int> ready{0};
+  auto race = [&](Store* store, const std::string& mine, std::vector<std::string>& got) {
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();
+    for (int i = 0; i < kNames; ++i) {
+      Status s = store->put_setting_if_absent(fmt::format("secret{}", i), mine, &got[i]);
+      EXPECT_TRUE(s) << s.to_string();
+    }
+  };
+  std::thread ta(race, a.get(), "from-a", std::ref(got_a));
+  std::thread tb(race, b.get(), "from-b", std::ref(got_b));
+  ta.join();
+  tb.join();
+  for (int i = 0; i < kNames; ++i) {
+    std::string name = fmt::format("secret{}", i);
+    EXPECT_EQ(got_a[i], got_b[i]) << name;
+    EXPECT_TRUE(got_a[i] == "from-a" || got_a[i] == "from-b") << got_a[i];
+    EXPECT_EQ(**a->get_setting(name), got_a[i]);
+    EXPECT_EQ(**b->get_setting(name), got_a[i]);
+  }
+}
+
+TEST_F(StoreTest, EventsAppendCommitAndQueryByKindDeviceAndRange) {
+  core::Registry metrics;
+  auto store = open(&metrics);
+  ASSERT_TRUE(store);
+  auto at = [](int i) { return kBase + i * kSecond; };
+  // 30 events: kinds cycle motion/button/alert, devices cam/door; every ts twice (ties go by id).
+  std::vector<int64_t> committed;
+  for (int i = 0; i < 30; ++i) {
+    const char* kind = i % 3 == 0 ? "motion" : i % 3 == 1 ? "button" : "alert";
+    auto id = store->append_event_sync(
+        event(i % 2 ? "door" : "cam", kind, at(i / 2), fmt::format(R"({{"n":{}}})", i)));
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    committed.push_back(*id);
+  }
+  EXPECT_TRUE(std::is_sorted(committed.begin(), committed.end()));
+  EXPECT_EQ(std::set<int64_t>(committed.begin(), committed.end()).size(), 30u);
+  EXPECT_EQ(store->events_count(), 30u);
+  EXPECT_EQ(metric(metrics, "outpost_store_events_written_total"), 30);
+  EXPECT_EQ(metric(metrics, "outpost_events_stored"), 30);
+  EXPECT_EQ(metric(metrics, "outpost_store_rows_written_total"), 0);
+
+  // Everything, oldest first: in append order here, payload and all.
+  auto all = store->query_events({.limit = 100, .newest = false});
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  ASSERT_EQ(all->size(), 30u);
+  EXPECT_EQ(ids(*all), committed);
+  EXPECT_EQ((*all)[7].payload, R"({"n":7})");
+  EXPECT_EQ((*all)[7].device, "door");
+  EXPECT_EQ((*all)[7].kind, "button");
+  EXPECT_EQ(core::to_micros((*all)[7].ts), at(3));
+
+  // Newest / oldest `limit`, always ascending.
+  auto newest = store->query_events({.limit = 5});
+  ASSERT_TRUE(newest.is_ok());
+  EXPECT_EQ(ids(*newest), std::vector<int64_t>(committed.end() - 5, committed.end()));
+  auto oldest = store->query_events({.limit = 5, .newest = false});
+  EXPECT_EQ(ids(*oldest), std::vector<int64_t>(committed.begin(), committed.begin() + 5));
+
+  auto motion = store->query_events({.kind = "motion", .limit = 100});
+  ASSERT_TRUE(motion.is_ok());
+  EXPECT_EQ(motion->size(), 10u);
+  EXPECT_TRUE(ascending(*motion));
+  for (const auto& e : *motion) EXPECT_EQ(e.kind, "motion");
+
+  auto door = store->query_events({.device = "door", .limit = 100});
+  EXPECT_EQ(door->size(), 15u);
+  EXPECT_TRUE(ascending(*door));
+  for (const auto& e : *door) EXPECT_EQ(e.device, "door");
+
+  // Both filters: door is odd i, button is i % 3 == 1: i = 1, 7, 13, 19, 25.
+  auto door_buttons = store->query_events({.kind = "button", .device = "door", .limit = 3});
+  ASSERT_EQ(door_buttons->size(), 3u);
+  EXPECT_EQ(ids(*door_buttons),
+            (std::vector<int64_t>{committed[13], committed[19], committed[25]}));
+
+  // Inclusive bounds: ts 5..7 holds i = 10..15.
+  auto range = store->query_events(
+      {.from = core::from_micros(at(5)), .to = core::from_micros(at(7)), .limit = 100});
+  EXPECT_EQ(ids(*range), std::vector<int64_t>(committed.begin() + 10, committed.begin() + 16));
+  auto range_oldest = store->query_events({.from = core::from_micros(at(5)),
+                                           .to = core::from_micros(at(7)),
+                                           .limit = 2,
+                                           .newest = false});
+  EXPECT_EQ(ids(*range_oldest), (std::vector<int64_t>{committed[10], committed[11]}));
+
+  EXPECT_TRUE(store->query_events({.kind = "nope"})->empty());
+  EXPECT_TRUE(store->query_events({.limit = 0})->empty());
+  EXPECT_EQ(store->query_events({.from = core::from_micros(at(9)), .to = core::from_micros(at(8))})
+                .status()
+                .code(),
+            Code::kInvalid);
+
+  // Refused on the caller's thread: an event needs a device and a kind.
+  Status refused;
+  store->append_event(event("cam", "", kBase), [&](Result<int64_t> r) { refused = r.status(); });
+  EXPECT_EQ(refused.code(), Code::kInvalid);
+  EXPECT_EQ(store->append_event_sync(event("", "motion", kBase)).status().code(), Code::kInvalid);
+  EXPECT_EQ(store->events_count(), 30u);
+}
+
+TEST_F(StoreTest, EventsPageBackWithBeforeIdEachExactlyOnce) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  // 250 events, mostly in time order, several per ts, and every tenth one late: appended now
+  // but with an old ts, so id order and (ts, id) order differ.
+  std::vector<Event> appended;
+  for (int i = 0; i < 250; ++i) {
+    int64_t ts = i % 10 == 9 ? kBase + (i - 100) * kSecond : kBase + (i / 3) * kSecond;
+    appended.push_back(event(i % 2 ? "a" : "b", "motion", ts));
+  }
+  for (auto& e : appended) {
+    auto id = store->append_event_sync(e);
+    ASSERT_TRUE(id.is_ok());
+    e.id = *id;
+  }
+  std::vector<Event> expected = appended;
+  std::sort(expected.begin(), expected.end(), [](const Event& a, const Event& b) {
+    return std::pair(a.ts, a.id) < std::pair(b.ts, b.id);
+  });
+
+  // Newest first, 100 at a time, with the first id of each page as the next cursor.
+  std::vector<std::vector<Event>> pages;
+  EventQuery q{.limit = 100};
+  for (;;) {
+    auto page = store->query_events(q);
+    ASSERT_TRUE(page.is_ok()) << page.status().to_string();
+    if (page->empty()) break;
+    EXPECT_TRUE(ascending(*page));
+    q.before_id = page->front().id;
+    pages.push_back(std::move(*page));
+    ASSERT_LE(pages.size(), 3u);
+  }
+  ASSERT_EQ(pages.size(), 3u);
+  EXPECT_EQ(pages[0].size(), 100u);
+  EXPECT_EQ(pages[1].size(), 100u);
+  EXPECT_EQ(pages[2].size(), 50u);
+  std::vector<int64_t> seen;
+  for (auto it = pages.rbegin(); it != pages.rend(); ++it) {
+    for (const auto& e : *it) seen.push_back(e.id);
+  }
+  EXPECT_EQ(seen, ids(expected));  // every event once, and in (ts, id) order overall
+
+  // With a filter, and oldest-first within the cursor.
+  std::set<int64_t> of_a;
+  q = EventQuery{.device = "a", .limit = 40};
+  for (int guard = 0; guard < 10; ++guard) {
+    auto page = store->query_events(q);
+    ASSERT_TRUE(page.is_ok());
+    if (page->empty()) break;
+    for (const auto& e : *page) {
+      EXPECT_EQ(e.device, "a");
+      EXPECT_TRUE(of_a.insert(e.id).second) << "twice: " << e.id;
+    }
+    q.before_id = page->front().id;
+  }
+  EXPECT_EQ(of_a.size(), 125u);
+  auto before_oldest =
+      store->query_events({.limit = 3, .newest = false, .before_id = pages[1].front().id});
+  EXPECT_EQ(ids(*before_oldest),
+            (std::vector<int64_t>{expected[0].id, expected[1].id, expected[2].id}));
+
+  // A cursor with a `to` before it: `to` decides. A cursor above every id: no bound. The
+  // oldest event as cursor: nothing before it.
+  auto to =
+      store->query_events({.to = expected[9].ts, .limit = 100, .before_id = pages[0].back().id});
+  EXPECT_EQ(to->size(), 10u);
+  EXPECT_EQ(store->query_events({.limit = 1000, .before_id = 1'000'000})->size(), 250u);
+  EXPECT_TRUE(store->query_events({.before_id = expected[0].id})->empty());
+}
+
+TEST_F(StoreTest, EventsShareTheReadingsQueueAndTransactions) {
+  core::Registry metrics;
+  auto store = open(&metrics);
+  ASSERT_TRUE(store);
+  Gate entered, release;
+  store->append(series_rows("d", "s", kBase, 1), [&](Status) {
+    entered.open();
+    release.wait();
+  });
+  entered.wait();
+  // Queued behind the held batch: readings, events, readings. One transaction takes them all.
+  std::vector<std::string> order;
+  std::mutex order_mu;
+  auto note = [&](std::string what) {
+    std::lock_guard lk(order_mu);
+    order.push_back(std::move(what));
+  };
+  store->append(series_rows("d", "s", kBase + kSecond, 10), [&](Status s) {
+    EXPECT_TRUE(s);
+    note("readings1");
+  });
+  int64_t id1 = 0, id2 = 0;
+  store->append_event(event("d", "motion", kBase), [&](Result<int64_t> r) {
+    ASSERT_TRUE(r.is_ok());
+    id1 = *r;
+    note("event1");
+  });
+  store->append_event(event("d", "alert", kBase), [&](Result<int64_t> r) {
+    ASSERT_TRUE(r.is_ok());
+    id2 = *r;
+    note("event2");
+  });
+  store->append(series_rows("d", "s", kBase + 100 * kSecond, 10), [&](Status s) {
+    EXPECT_TRUE(s);
+    note("readings2");
+  });
+  EXPECT_EQ(store->health().queue_depth, 22u);  // an event counts as a row
+  EXPECT_EQ(metric(metrics, "outpost_store_commit_seconds_count"), 1);
+  release.open();
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(order, (std::vector<std::string>{"readings1", "event1", "event2", "readings2"}));
+  EXPECT_EQ(id2, id1 + 1);
+  EXPECT_EQ(metric(metrics, "outpost_store_commit_seconds_count"), 2);
+  EXPECT_EQ(store->readings_count(), 21u);
+  EXPECT_EQ(store->events_count(), 2u);
+  EXPECT_EQ(store->health().queue_depth, 0u);
+
+  // Waiting calls from a callback are refused there, as for readings.
+  Status sync_event, put;
+  store->append_event(event("d", "motion", kBase), [&](Result<int64_t>) {
+    sync_event = store->append_event_sync(event("d", "motion", kBase)).status();
+    put = store->put_setting("x", "y");
+  });
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(sync_event.code(), Code::kInternal);
+  EXPECT_EQ(put.code(), Code::kInternal);
+}
+
+TEST_F(StoreTest, EventsRetentionByCountAndAgeAndCountAcrossRestarts) {
+  cfg_.readings_max_age = std::chrono::milliseconds(0);  // first the count rule alone
+  const int64_t now = core::to_micros(core::now());
+  const size_t extra = 50;
+  {
+    core::Registry metrics;
+    auto store = open(&metrics);
+    ASSERT_TRUE(store);
+    // kMaxEvents + 50; the last 50 appended are the oldest by ts, so they are the ones to go.
+    std::atomic<int> failed{0};
+    for (size_t i = 0; i < kMaxEvents + extra; ++i) {
+      int64_t ts = i < kMaxEvents ? now - static_cast<int64_t>(kMaxEvents - i) * 1000
+                                  : now - 10 * 3600 * kSecond - static_cast<int64_t>(i);
+      store->append_event(event("cam", "motion", ts), [&](Result<int64_t> r) {
+        if (!r.is_ok()) failed.fetch_add(1);
+      });
+      if (i % 10'000 == 0) {
+        ASSERT_TRUE(store->flush());
+      }
+    }
+    ASSERT_TRUE(store->flush());
+    EXPECT_EQ(failed.load(), 0);
+    // 100k inserted rows start a pass by themselves, which may have trimmed a few already.
+    EXPECT_GE(store->events_count(), kMaxEvents);
+    EXPECT_LE(store->events_count(), kMaxEvents + extra);
+    ASSERT_TRUE(store->enforce_retention());
+    EXPECT_EQ(store->events_count(), kMaxEvents);
+    EXPECT_EQ(metric(metrics, "outpost_events_stored"), static_cast<double>(kMaxEvents));
+    auto oldest = store->query_events({.limit = 1, .newest = false});
+    ASSERT_EQ(oldest->size(), 1u);
+    EXPECT_EQ(core::to_micros(oldest->front().ts), now - static_cast<int64_t>(kMaxEvents) * 1000);
+    ASSERT_TRUE(store->enforce_retention());  // nothing more to do
+    EXPECT_EQ(store->events_count(), kMaxEvents);
+  }
+  EXPECT_EQ(sql_value("SELECT count(*) FROM events"), std::to_string(kMaxEvents));
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->events_count(), kMaxEvents);  // counted again at open
+    // Then age: the oldest 6,000 (more than a 5,000-row chunk) are made a day old.
+    store->close();
+    sql_exec(
+        fmt::format("UPDATE events SET ts = ts - 86400000000 WHERE id IN "
+                    "(SELECT id FROM events ORDER BY ts, id LIMIT 6000)"));
+  }
+  cfg_.readings_max_age = std::chrono::hours(1);
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->append_event_sync(event("cam", "online", now)).is_ok());
+    EXPECT_EQ(store->events_count(), kMaxEvents + 1);
+    ASSERT_TRUE(store->enforce_retention());
+    EXPECT_EQ(store->events_count(), kMaxEvents + 1 - 6000);
+    EXPECT_EQ(sql_value("SELECT count(*) FROM events"), std::to_string(kMaxEvents + 1 - 6000));
+    // A cursor that retention took: everything before it went too.
+    EXPECT_TRUE(store->query_events({.before_id = 60})->empty());
+  }
+  EXPECT_EQ(open()->events_count(), kMaxEvents + 1 - 6000);
+}
+
+TEST_F(StoreTest, FailedWritesGiveEventsTheErrorAndStoreNothing) {
+  core::Registry metrics;
+  auto store = open(&metrics);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->append_event_sync(event("d", "motion", kBase)).is_ok());
+  ASSERT_TRUE(store->put_setting("house_id", "h1"));
+
+  store->TEST_fail_writes(true);
+  auto failed = store->append_event_sync(event("d", "motion", kBase + kSecond));
+  EXPECT_EQ(failed.status().code(), Code::kIo) << failed.status().to_string();
+  std::atomic<int> errors{0};
+  for (int i = 0; i < 5; ++i) {
+    store->append_event(event("d", "alert", kBase + i), [&](Result<int64_t> r) {
+      if (r.status().code() == Code::kIo) errors.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(store->flush());
+  EXPECT_EQ(errors.load(), 5);
+  EXPECT_EQ(store->put_setting("house_id", "h2").code(), Code::kIo);
+  std::string current = "untouched";
+  EXPECT_EQ(store->put_setting_if_absent("new", "v", &current).code(), Code::kIo);
+  EXPECT_EQ(current, "untouched");
+  EXPECT_FALSE(store->health().ok);
+  EXPECT_EQ(store->events_count(), 1u);
+  EXPECT_EQ(store->query_events({.limit = 100})->size(), 1u);
+  EXPECT_EQ(**store->get_setting("house_id"), "h1");
+  EXPECT_FALSE(store->get_setting("new")->has_value());
+
+  store->TEST_fail_writes(false);
+  auto ok = store->append_event_sync(event("d", "motion", kBase + 2 * kSecond));
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_TRUE(store->health().ok) << store->health().detail;
+  EXPECT_EQ(store->events_count(), 2u);
+  EXPECT_EQ(metric(metrics, "outpost_store_events_written_total"), 2);
+  store->close();
+  EXPECT_EQ(sql_value("SELECT count(*) FROM events"), "2");
+  EXPECT_EQ(open()->events_count(), 2u);
+}
+
+TEST_F(StoreTest, CloseDrainsQueuedEvents) {
+  cfg_.batch_max = 100;
+  std::atomic<int> ok{0};
+  std::set<int64_t> seen;
+  std::mutex seen_mu;
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 1000; ++i) {
+      if (i % 3 == 0) store->append(series_rows("d", "s", kBase + i * kSecond, 1), nullptr);
+      store->append_event(event("d", "motion", kBase + i * kSecond), [&](Result<int64_t> r) {
+        if (!r.is_ok()) return;
+        ok.fetch_add(1);
+        std::lock_guard lk(seen_mu);
+        seen.insert(*r);
+      });
+    }
+    store->close();
+    EXPECT_EQ(ok.load(), 1000);
+    EXPECT_EQ(seen.size(), 1000u);
+    EXPECT_EQ(store->events_count(), 1000u);
+    Status after;
+    store->append_event(event("d", "motion", kBase),
+                        [&](Result<int64_t> r) { after = r.status(); });
+    EXPECT_EQ(after.code(), Code::kUnavailable);
+    EXPECT_EQ(store->query_events({}).status().code(), Code::kUnavailable);
+    EXPECT_EQ(store->get_setting("x").status().code(), Code::kUnavailable);
+    EXPECT_EQ(store->put_setting("x", "y").code(), Code::kUnavailable);
+  }
+  {
+    auto store = open();  // the destructor drains too
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 500; ++i) {
+      store->append_event(event("e", "button", kBase + i), [&](Result<int64_t> r) {
+        if (r.is_ok()) ok.fetch_add(1);
+      });
+    }
+  }
+  EXPECT_EQ(ok.load(), 1500);
+  auto store = open();
+  EXPECT_EQ(store->events_count(), 1500u);
+  EXPECT_EQ(store->readings_count(), 334u);
 }
 
 // Not an assertion: where ingest stands (target: 200k rows/s batched, Release build).

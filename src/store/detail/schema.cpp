@@ -26,6 +26,16 @@ struct Migration {
 // The keys triggers bump meta.keys_generation inside whichever transaction changes keys, in
 // whichever process (our CLI, or someone with the sqlite3 shell), so a cheap read of one row
 // tells a running server that its cached keys are stale.
+//
+// Version 2: settings and events.
+//
+// events ids are AUTOINCREMENT: never reused, not even after retention has emptied the table, so
+// an id a client holds (a paging cursor, a reference to "that alert") never comes to mean another
+// event; the price is one row of sqlite_sequence per insert, nothing at the rate events come.
+// Events are read and deleted in (ts, id) order, which the indexes give without a sort (an index
+// ends with the rowid): by time over all events (and retention), by kind, by device. Each index
+// costs a B-tree insert per event; at events' rate (a few per second at most, where readings
+// come by the thousand) that is cheaper than a query scanning 100k events for one kind or device.
 constexpr Migration kMigrations[] = {
     {1, R"sql(
 CREATE TABLE series (
@@ -66,6 +76,22 @@ END;
 CREATE TRIGGER keys_generation_delete AFTER DELETE ON keys BEGIN
   UPDATE meta SET value = value + 1 WHERE name = 'keys_generation';
 END;
+)sql"},
+    {2, R"sql(
+CREATE TABLE settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE events (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts      INTEGER NOT NULL,
+  device  TEXT NOT NULL,
+  kind    TEXT NOT NULL,
+  payload TEXT NOT NULL
+);
+CREATE INDEX events_by_ts ON events (ts);
+CREATE INDEX events_by_kind ON events (kind, ts);
+CREATE INDEX events_by_device ON events (device, ts);
 )sql"},
 };
 
