@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -84,6 +85,16 @@ void setup_logging(const config::LogConfig& log) {
   spdlog::flush_every(std::chrono::seconds(1));
 }
 
+// A server holds a descriptor per connection: take the hard limit, not the soft default
+// (often 1024), as nginx's worker_rlimit_nofile would.
+void raise_open_files_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
 int fail(const core::Status& s) {
   std::fprintf(stderr, "outpost: %s\n", s.message().c_str());
   return s.code() == core::Code::kInvalid ? 2 : 1;
@@ -104,6 +115,7 @@ int serve(const ConfigFlags& flags) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  raise_open_files_limit();
 
   auto cfg_r = load_config(flags);
   if (!cfg_r) return fail(cfg_r.status());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
+#include <chrono>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <functional>
@@ -33,7 +34,9 @@ enum class Access { kPublic, kRead, kControl, kAdmin };
 // How a route reports authentication failures and errors: native routes use RFC 9457 problem
 // details; RaspAP's routes answer like its FastAPI server (403 {"detail": ...} for a bad or
 // missing key), so its existing clients see what they expect.
-enum class ErrorStyle { kProblem, kFastApi };
+// Seed 000's camera routes answer 401 {"status":"error","message":"token missing" |
+// "token expired" | "token invalid"}.
+enum class ErrorStyle { kProblem, kFastApi, kSeed000 };
 
 struct Request {
   const RawRequest& raw;
@@ -49,11 +52,35 @@ struct Request {
   std::string_view header(std::string_view name) const;
 };
 
+// A response body produced over time (an MJPEG stream): after the head is written the
+// connection is handed to the stream's owner and stays open until one side closes it.
+// All callbacks run on the connection's thread; every member may be called from any thread.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  // Writes `parts` in order; `hold` keeps their bytes alive until `done(ok)` runs (ok false:
+  // the connection is gone). One write at a time.
+  virtual void write(std::vector<std::string_view> parts, std::shared_ptr<const void> hold,
+                     std::function<void(bool ok)> done) = 0;
+  // Runs `fn` on the connection's thread, now or after `delay`.
+  virtual void post(std::function<void()> fn) = 0;
+  virtual void after(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  // `fn` runs once when the connection closes: the client went away, the server is stopping,
+  // or close() was called. Set it before the first write.
+  virtual void on_close(std::function<void()> fn) = 0;
+  virtual void close() = 0;
+  virtual bool closed() const = 0;
+};
+using StreamStarter = std::function<void(std::shared_ptr<Stream>)>;
+
 struct Response {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the head goes out without Content-Length and the connection is handed to this
+  // (body is ignored); the connection closes when the stream ends.
+  StreamStarter stream;
 
   // Members stay in the order written (seed documents show an order); a nlohmann::json
   // converts implicitly.
@@ -103,6 +130,10 @@ struct Route {
   OpenApiDoc doc;
   ErrorStyle style = ErrorStyle::kProblem;
   std::string operation_id;  // derived from method + pattern when empty
+  // For routes a browser opens directly (no way to send a header): authenticates from the
+  // query string when the request carries no credential header. Returns unauthorized with
+  // "missing API key" when the parameter is absent.
+  std::function<core::Result<auth::Principal>(const Request&)> query_auth;
 };
 
 // The route table. Not thread-safe while routes are added; read-only (and thread-safe) after.

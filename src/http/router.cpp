@@ -127,9 +127,10 @@ nlohmann::json Router::openapi(const std::string& title, const std::string& vers
     auto add_error = [&](unsigned status, const std::string& why) {
       std::string key = std::to_string(status);
       if (responses.contains(key)) return;
-      json schema = r.style == ErrorStyle::kFastApi ? json{{"$ref", "#/components/schemas/FastApiError"}}
-                                                    : problem_schema_ref();
-      std::string ctype = r.style == ErrorStyle::kFastApi ? "application/json" : "application/problem+json";
+      json schema = r.style == ErrorStyle::kFastApi   ? json{{"$ref", "#/components/schemas/FastApiError"}}
+                    : r.style == ErrorStyle::kSeed000 ? json{{"$ref", "#/components/schemas/StatusMessage"}}
+                                                      : problem_schema_ref();
+      std::string ctype = r.style == ErrorStyle::kProblem ? "application/problem+json" : "application/json";
       responses[key] = {{"description", why}, {"content", {{ctype, {{"schema", schema}}}}}};
     };
     if (r.access != Access::kPublic) {
@@ -141,6 +142,9 @@ nlohmann::json Router::openapi(const std::string& title, const std::string& vers
       op["description"] = op.contains("description") ? op["description"].get<std::string>() + "\n\n" + note : note;
       if (r.style == ErrorStyle::kFastApi) {
         add_error(403, "Missing or invalid API key");
+      } else if (r.style == ErrorStyle::kSeed000) {
+        add_error(401, "token missing, token expired or token invalid");
+        add_error(403, "The key's scope is too small");
       } else {
         add_error(401, "Missing or invalid credentials");
         add_error(403, "The key's scope is too small");
@@ -184,6 +188,11 @@ nlohmann::json Router::openapi(const std::string& title, const std::string& vers
               {"detail", {{"type", "string"}}},
               {"error", {{"type", "string"}, {"description", "Same as detail"}}}}},
             {"required", json::array({"title", "status"})}}},
+          {"StatusMessage",
+           {{"type", "object"},
+            {"description", "Seed 000's answer shape"},
+            {"properties", {{"status", {{"type", "string"}, {"enum", {"success", "error"}}}}, {"message", {{"type", "string"}}}}},
+            {"required", json::array({"status", "message"})}}},
           {"FastApiError",
            {{"type", "object"},
             {"properties", {{"detail", {{"type", "string"}}}}},

@@ -231,20 +231,43 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Sweep: acts on an expired deadline. Called on the session's context.
   void check_deadline(SteadyClock::time_point now) {
-    if (phase_ == Phase::kClosed || now < deadline_) return;
+    if (phase_ == Phase::kClosed || phase_ == Phase::kStream || now < deadline_) return;
     timed_out_ = true;
     if (phase_ == Phase::kWrite || phase_ == Phase::kIdle) return close();
     beast::error_code ignored;
     socket_.cancel(ignored);  // the read completes with operation_aborted and answers 408
   }
 
-  // Shutdown: an idle connection closes now; a busy one after its response.
+  // Shutdown: an idle or streaming connection closes now; a busy one after its response.
   void close_if_idle() {
-    if (phase_ == Phase::kIdle) close();
+    if (phase_ == Phase::kIdle || phase_ == Phase::kStream) close();
   }
 
+  // Stream support (see http::Stream); called on the session's thread.
+  void stream_write(std::vector<std::string_view> parts, std::shared_ptr<const void> hold,
+                    std::function<void(bool)> done) {
+    if (phase_ != Phase::kStream) {
+      net::post(socket_.get_executor(), [done = std::move(done)] { done(false); });
+      return;
+    }
+    std::vector<net::const_buffer> buffers;
+    buffers.reserve(parts.size());
+    for (auto p : parts) buffers.emplace_back(p.data(), p.size());
+    net::async_write(socket_, buffers,
+                     [self = shared_from_this(), hold = std::move(hold), done = std::move(done)](
+                         beast::error_code ec, size_t n) {
+                       self->bytes_ += n;
+                       if (ec) self->close();
+                       done(!ec && self->phase_ == Phase::kStream);
+                     });
+  }
+  void stream_on_close(std::function<void()> fn) { on_close_ = std::move(fn); }
+  bool stream_closed() const { return !stream_open_.load(); }
+  void stream_close() { close(); }
+  net::io_context::executor_type executor() { return socket_.get_executor(); }
+
  private:
-  enum class Phase { kIdle, kHeader, kBody, kWrite, kClosed };
+  enum class Phase { kIdle, kHeader, kBody, kWrite, kStream, kClosed };
 
   void set_phase(Phase p, std::chrono::milliseconds timeout) {
     phase_ = p;
@@ -366,7 +389,9 @@ class Session : public std::enable_shared_from_this<Session> {
     const Route& route = *m.route;
     Request request{req, path, query, std::move(m.params), client_, std::nullopt};
     if (route.access != Access::kPublic) {
-      auto who = server_.auth_.authenticate(credential_of(req));
+      std::string_view credential = credential_of(req);
+      auto who = credential.empty() && route.query_auth ? route.query_auth(request)
+                                                        : server_.auth_.authenticate(credential);
       if (!who) return write(with_cors(auth_failure(route, who.status().message(), false), origin), keep_alive, head);
       auth::Scope need = route.access == Access::kRead      ? auth::Scope::kRead
                          : route.access == Access::kControl ? auth::Scope::kControl
@@ -392,6 +417,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   static Response auth_failure(const Route& route, const std::string& why, bool scope) {
+    if (route.style == ErrorStyle::kSeed000) {
+      std::string message = scope                          ? why
+                            : why == "missing API key"     ? "token missing"
+                            : why == "token expired"       ? "token expired"
+                                                           : "token invalid";
+      return Response::json({{"status", "error"}, {"message", message}}, scope ? 403 : 401);
+    }
     if (route.style == ErrorStyle::kFastApi) {
       // RaspAP's FastAPI answers a missing or bad key with 403.
       return Response::json({{"detail", scope ? why : "Could not validate credentials"}}, 403);
@@ -460,13 +492,19 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& [name, value] : r.headers) {
       if (header_safe(name) && header_safe(value)) fmt::format_to(out, "{}: {}\r\n", name, value);
     }
-    bool has_body = r.status != 204 && r.status != 304 && r.status >= 200;
+    bool streaming = static_cast<bool>(r.stream) && r.status == 200;
+    if (streaming) {
+      keep_alive = false;  // the body runs until the connection closes
+      head = false;
+    }
+    bool has_body = r.status != 204 && r.status != 304 && r.status >= 200 && !streaming;
     if (has_body) fmt::format_to(out, "Content-Length: {}\r\n", r.body.size());
     if (!keep_alive) head_ += "Connection: close\r\n";
     else if (version_ == 10) head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
     body_ = has_body && !head ? std::move(r.body) : std::string();
     keep_alive_ = keep_alive;
+    starter_ = streaming ? std::move(r.stream) : StreamStarter();
     set_phase(Phase::kWrite, kWriteTimeout);
     std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(body_)};
     net::async_write(socket_, buffers,
@@ -479,6 +517,7 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.route_stats_.record(route_index_, status_);
     if (server_.access_log_) log_access(elapsed);
     if (ec || phase_ == Phase::kClosed) return close();
+    if (starter_) return start_stream();
     if (!keep_alive_) {
       beast::error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -495,12 +534,22 @@ class Session : public std::enable_shared_from_this<Session> {
         bytes_, client_);
   }
 
+  // The head is out: hand the connection to the stream's owner. A read stays pending so that a
+  // client going away is noticed even while no frame is being written.
+  void start_stream();
+
   void close() {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kClosed;
+    stream_open_.store(false);
     beast::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
+    if (on_close_) {
+      auto fn = std::move(on_close_);
+      on_close_ = nullptr;
+      fn();
+    }
   }
 
   Socket socket_;
@@ -510,6 +559,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::string head_;  // response head, reused
   std::string body_;
+  StreamStarter starter_;
+  std::function<void()> on_close_;
+  char stream_probe_[64];
+  std::atomic<bool> stream_open_{false};
   bool keep_alive_ = false;
   Phase phase_ = Phase::kIdle;
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
@@ -523,6 +576,49 @@ class Session : public std::enable_shared_from_this<Session> {
   unsigned status_ = 0;
   size_t bytes_ = 0;
 };
+
+// http::Stream over a session. Holds the session alive while the stream's owner holds it.
+class StreamImpl final : public Stream {
+ public:
+  explicit StreamImpl(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+  void write(std::vector<std::string_view> parts, std::shared_ptr<const void> hold,
+             std::function<void(bool)> done) override {
+    net::dispatch(s_->executor(), [s = s_, parts = std::move(parts), hold = std::move(hold),
+                                   done = std::move(done)]() mutable {
+      s->stream_write(std::move(parts), std::move(hold), std::move(done));
+    });
+  }
+  void post(std::function<void()> fn) override { net::post(s_->executor(), std::move(fn)); }
+  void after(std::chrono::milliseconds delay, std::function<void()> fn) override {
+    auto timer = std::make_shared<net::steady_timer>(s_->executor(), delay);
+    timer->async_wait([timer, fn = std::move(fn)](beast::error_code) { fn(); });
+  }
+  void on_close(std::function<void()> fn) override {
+    net::dispatch(s_->executor(), [s = s_, fn = std::move(fn)]() mutable {
+      if (s->stream_closed()) return fn();
+      s->stream_on_close(std::move(fn));
+    });
+  }
+  void close() override {
+    net::dispatch(s_->executor(), [s = s_] { s->stream_close(); });
+  }
+  bool closed() const override { return s_->stream_closed(); }
+
+ private:
+  std::shared_ptr<Session> s_;
+};
+
+void Session::start_stream() {
+  phase_ = Phase::kStream;
+  deadline_ = SteadyClock::time_point::max();
+  stream_open_.store(true);
+  auto starter = std::move(starter_);
+  starter_ = nullptr;
+  socket_.async_read_some(net::buffer(stream_probe_), [self = shared_from_this()](beast::error_code, size_t) {
+    self->close();  // the client sent something or went away: a stream client only listens
+  });
+  starter(std::make_shared<StreamImpl>(shared_from_this()));
+}
 
 core::Result<std::string> Server::Impl::start() {
   auto hp = config::parse_host_port(cfg_.listen);
