@@ -134,14 +134,30 @@ bool Authenticator::has_active_key() const {
   return !table_->empty();
 }
 
+void Authenticator::attach_tokens(std::shared_ptr<const TokenIssuer> tokens) {
+  std::unique_lock lk(mu_);
+  tokens_ = std::move(tokens);
+}
+
 Result<Principal> Authenticator::authenticate(std::string_view credential) const {
-  auto fail = [this](const char* why) -> Result<Principal> {
+  auto fail = [this](std::string_view why) -> Result<Principal> {
     if (failures_) failures_->inc();
-    return Status::unauthorized(why);
+    return Status::unauthorized(std::string(why));
   };
-  if (credential.empty()) return fail("missing API key");
+  if (credential.empty()) return fail(kMissingCredential);
+  if (credential.substr(0, kKeyPrefix.size()) != kKeyPrefix) {
+    std::shared_ptr<const TokenIssuer> tokens;
+    {
+      std::shared_lock lk(mu_);
+      tokens = tokens_;
+    }
+    if (!tokens) return fail(kInvalidKey);
+    auto p = tokens->verify(credential, core::now());
+    if (!p && failures_) failures_->inc();
+    return p;
+  }
   auto id = id_of(credential);
-  if (!id) return fail("invalid API key");
+  if (!id) return fail(kInvalidKey);
   std::string digest = sha256(credential);
 
   auto lookup = [&]() -> std::optional<Principal> {
@@ -161,7 +177,7 @@ Result<Principal> Authenticator::authenticate(std::string_view credential) const
     const_cast<Authenticator*>(this)->refresh();
     if (auto p = lookup()) return *p;
   }
-  return fail("invalid API key");
+  return fail(kInvalidKey);
 }
 
 }  // namespace outpost::auth

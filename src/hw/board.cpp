@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "hw/detail/linux.hpp"
+#include "hw/detail/servo.hpp"
 #include "hw/hw.hpp"
 
 namespace outpost::hw {
@@ -45,9 +46,35 @@ void open_thermal(Board& board, const config::HwConfig& cfg, const std::filesyst
   board.cpu = std::move(sysfs);
 }
 
+// Real PWM, or why not; like GPIO, a missing chip is normal (info), an unusable one is not.
+std::unique_ptr<Servo> open_servo(const config::HwConfig& hw, const config::ServoConfig& cfg,
+                                  const std::filesystem::path& root) {
+  if (hw.simulate) {
+    spdlog::info("hw: servo simulated (hw.simulate is set)");
+    return make_sim_servo();
+  }
+  const auto chip = root / "sys/class/pwm" / cfg.pwm_chip;
+  std::error_code ec;
+  if (!std::filesystem::exists(chip, ec)) {
+    spdlog::info("hw: servo simulated: no PWM chip at {}", chip.string());
+    return make_sim_servo();
+  }
+  auto servo = detail::open_sysfs_servo(cfg, chip);
+  if (!servo) {
+    spdlog::warn("hw: servo simulated: {}", servo.status().message());
+    return make_sim_servo();
+  }
+  return std::move(*servo);
+}
+
 }  // namespace
 
 Board open_board(const config::HwConfig& cfg, const std::filesystem::path& root) {
+  return open_board(cfg, config::ServoConfig{}, root);
+}
+
+Board open_board(const config::HwConfig& cfg, const config::ServoConfig& servo,
+                 const std::filesystem::path& root) {
   Board board;
   board.simulated = !open_gpio(board, cfg);
   if (board.simulated) {
@@ -57,8 +84,9 @@ Board open_board(const config::HwConfig& cfg, const std::filesystem::path& root)
     board.led = make_sim_output();
   }
   open_thermal(board, cfg, root);
-  spdlog::info("hw: led: {}; button: {}; cpu: {}", board.led->describe(), board.button->describe(),
-               board.cpu->describe());
+  board.servo = open_servo(cfg, servo, root);
+  spdlog::info("hw: led: {}; button: {}; cpu: {}; servo: {}", board.led->describe(),
+               board.button->describe(), board.cpu->describe(), board.servo->describe());
   return board;
 }
 

@@ -1,6 +1,7 @@
-// The hardware abstraction layer: the board's LED, button and CPU temperature behind small
-// interfaces, with a Linux implementation (libgpiod 1.6 character-device API, sysfs thermal)
-// and a simulated one, so nothing outside hw/ needs a board, root or a GPIO chip.
+// The hardware abstraction layer: the board's LED, button, CPU temperature and camera servo
+// behind small interfaces, with a Linux implementation (libgpiod 1.6 character-device API,
+// sysfs thermal, sysfs PWM) and a simulated one, so nothing outside hw/ needs a board, root or
+// a GPIO chip.
 //
 // Ownership: open_board() returns a Board that owns every part; parts that share a GPIO chip
 // keep it open between them, so parts may be destroyed in any order. No part throws.
@@ -69,6 +70,35 @@ class Thermal {
   virtual std::string describe() const = 0;
 };
 
+// The limits of a Servo's angle, in degrees; 0 is the centre.
+inline constexpr double kServoMinDegrees = -90.0;
+inline constexpr double kServoMaxDegrees = 90.0;
+
+// A hobby servo (the camera's pan), positioned by angle.
+//
+// Slew limit (config max_speed > 0): set_angle() only records the target and returns at once;
+// an internal thread moves the pulse toward it every 20 ms at no more than max_speed degrees
+// per second, and the destructor stops that thread where the servo is (the channel is left
+// enabled, holding that position). Without it, set_angle() moves the servo before returning.
+//
+// Thread safety: every member may be called from any thread at once; set_angle() calls are
+// serialized, the last one wins.
+class Servo {
+ public:
+  virtual ~Servo() = default;
+  // The commanded position in degrees, -90..90: the last angle set_angle() accepted (initially
+  // 0, or the position a Linux servo found and adopted). With a slew limit the servo may still
+  // be on its way there.
+  virtual core::Result<double> angle() const = 0;
+  // Commands a new position. Status::invalid when `degrees` is not finite or outside
+  // [-90, 90]: nothing is written and the commanded angle stays. Linux: Status::io naming the
+  // path when the pulse width cannot be written (the commanded angle then stays too; with a
+  // slew limit: when the worker's last write failed and it is still retrying).
+  virtual core::Status set_angle(double degrees) = 0;
+  // "simulated", or e.g. "sysfs-pwm /sys/class/pwm/pwmchip0/pwm0" (+ ", max 60 deg/s").
+  virtual std::string describe() const = 0;
+};
+
 // The simulated button, with a hook for tests to press it.
 class SimInput : public DigitalInput {
  public:
@@ -78,11 +108,12 @@ class SimInput : public DigitalInput {
   virtual void TEST_press(bool active) = 0;
 };
 
-// The parts of the board Outpost runs on. All three are always non-null after open_board().
+// The parts of the board Outpost runs on. All four are always non-null after open_board().
 struct Board {
   std::unique_ptr<DigitalOutput> led;
   std::unique_ptr<DigitalInput> button;
   std::unique_ptr<Thermal> cpu;
+  std::unique_ptr<Servo> servo;  // chosen on its own; see servo->describe()
   // GPIO (led and button together) is simulated: what /api/status reports as "simulated".
   // The thermal sensor is chosen on its own; see cpu->describe().
   bool simulated = true;
@@ -99,7 +130,14 @@ struct Board {
 //    line busy, not a GPIO chip), both are simulated and a warning saying why is logged.
 //  - Thermal: <root>/sys/class/thermal/<cfg.thermal_zone>/temp when it reads as a number now,
 //    simulated otherwise (logged at info).
+//  - Servo: sysfs PWM channel <root>/sys/class/pwm/<servo.pwm_chip>/pwm<servo.pwm_channel>
+//    (exported if needed; see detail/servo.hpp) when !hw.simulate and the chip directory exists,
+//    simulated otherwise (info); if the chip exists but the channel cannot be set up, simulated
+//    with a warning saying why. Exporting may make this wait up to 1 s for the channel.
 // `root` is the filesystem root: "/" in production, a fake tree in tests. Never throws.
+Board open_board(const config::HwConfig& hw, const config::ServoConfig& servo,
+                 const std::filesystem::path& root);
+// The same with a default ServoConfig.
 Board open_board(const config::HwConfig& cfg, const std::filesystem::path& root);
 
 // Simulated parts, for tests of other modules.
@@ -113,5 +151,7 @@ std::unique_ptr<SimInput> make_sim_input();
 // at +150 s, 40.0 at +450 s): deterministic, and slow enough that charts and rules see
 // plausible movement. `clock` must outlive the returned object.
 std::unique_ptr<Thermal> make_sim_thermal(const core::Clock& clock = core::Clock::system());
+// A servo held in memory at 0 degrees; moves at once.
+std::unique_ptr<Servo> make_sim_servo();
 
 }  // namespace outpost::hw
