@@ -96,6 +96,10 @@ Response problem(const core::Status& s);
 unsigned status_for(core::Code c);
 
 using Handler = std::function<Response(Request&)>;
+// For handlers that must wait (a password hash, a device's answer): reply once, from any
+// thread; the Request stays valid until then. The connection waits up to 30 s.
+using Reply = std::function<void(Response)>;
+using AsyncHandler = std::function<void(Request&, Reply)>;
 
 // OpenAPI description of one operation.
 struct ParamDoc {
@@ -134,6 +138,8 @@ struct Route {
   // query string when the request carries no credential header. Returns unauthorized with
   // "missing API key" when the parameter is absent.
   std::function<core::Result<auth::Principal>(const Request&)> query_auth;
+  // Used instead of `handler` when set.
+  AsyncHandler async_handler;
 };
 
 // The route table. Not thread-safe while routes are added; read-only (and thread-safe) after.

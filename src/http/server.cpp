@@ -406,6 +406,27 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       request.principal = std::move(*who);
     }
+    if (route.async_handler) {
+      pending_request_.emplace(std::move(request));
+      set_phase(Phase::kWrite, kWriteTimeout);  // bounds the wait for the reply too
+      std::string cors_origin(origin);
+      auto reply = [self = shared_from_this(), cors_origin, keep_alive, head](Response r) {
+        // post, not dispatch: a handler that replies at once must not see its Request freed.
+        net::post(self->executor(), [self, r = std::move(r), cors_origin, keep_alive, head]() mutable {
+          if (self->phase_ == Phase::kClosed) return;
+          self->pending_request_.reset();
+          self->write(self->with_cors(std::move(r), cors_origin), keep_alive, head);
+        });
+      };
+      try {
+        route.async_handler(*pending_request_, std::move(reply));
+      } catch (const std::exception& e) {
+        spdlog::error("handler {} {} threw: {}", method_, route.pattern, e.what());
+        pending_request_.reset();
+        write(problem(500, "internal error"), keep_alive, head);
+      }
+      return;
+    }
     Response r;
     try {
       r = route.handler(request);
@@ -557,6 +578,7 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t context_;
   beast::flat_buffer buffer_;  // bounded by header_limit + one read: the parser refuses more
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<Request> pending_request_;  // while an async handler works
   std::string head_;  // response head, reused
   std::string body_;
   StreamStarter starter_;
