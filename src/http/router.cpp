@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "http/http.hpp"
@@ -63,34 +64,45 @@ void Router::add(Route r) {
 Router::Match Router::match(Verb method, std::string_view path) const {
   Match m;
   if (path.empty() || path.front() != '/') return m;
-  auto parts = split_path(path);
+  // Split into at most kMaxSegments views on the stack: matching allocates nothing unless a
+  // route has parameters or the method is wrong.
+  constexpr size_t kMaxSegments = 16;
+  std::array<std::string_view, kMaxSegments> parts;
+  size_t n = 0;
+  for (size_t i = 1; i <= path.size(); ++n) {
+    if (n == kMaxSegments) return m;  // deeper than any route
+    size_t slash = path.find('/', i);
+    if (slash == std::string_view::npos) slash = path.size();
+    parts[n] = path.substr(i, slash - i);
+    i = slash + 1;
+  }
+  Verb want = method == Verb::head ? Verb::get : method;  // HEAD is served by GET routes
   for (size_t i = 0; i < routes_.size(); ++i) {
     const auto& segs = segments_[i];
-    if (segs.size() != parts.size()) continue;
+    if (segs.size() != n) continue;
     bool ok = true;
-    for (size_t k = 0; k < segs.size() && ok; ++k) ok = is_param(segs[k]) ? !parts[k].empty() : segs[k] == parts[k];
+    for (size_t k = 0; k < n && ok; ++k) ok = is_param(segs[k]) ? !parts[k].empty() : segs[k] == parts[k];
     if (!ok) continue;
-    // HEAD is served by GET routes.
-    Verb want = method == Verb::head ? Verb::get : method;
     if (routes_[i].method != want) {
       if (std::find(m.allowed.begin(), m.allowed.end(), routes_[i].method) == m.allowed.end())
         m.allowed.push_back(routes_[i].method);
       continue;
     }
-    std::map<std::string, std::string, std::less<>> params;
-    for (size_t k = 0; k < segs.size(); ++k) {
+    for (size_t k = 0; k < n && ok; ++k) {
       if (!is_param(segs[k])) continue;
       auto decoded = url_decode(parts[k], false);
       if (!decoded) {
         ok = false;
         break;
       }
-      params.emplace(segs[k].substr(1, segs[k].size() - 2), std::move(*decoded));
+      m.params.emplace(segs[k].substr(1, segs[k].size() - 2), std::move(*decoded));
     }
-    if (!ok) continue;
+    if (!ok) {
+      m.params.clear();
+      continue;
+    }
     m.route = &routes_[i];
     m.index = i;
-    m.params = std::move(params);
     m.allowed.clear();
     return m;
   }

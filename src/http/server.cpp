@@ -367,7 +367,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string_view path = target.substr(0, q);
     std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
     method_.assign(req.method_string().data(), req.method_string().size());
-    path_for_log_ = log_target(path, query);
+    if (server_.access_log_) path_for_log_ = log_target(path, query);
     version_ = req.version();
     bool keep_alive = req.keep_alive() && !server_.stopping_;
     bool head = req.method() == Verb::head;
