@@ -82,7 +82,8 @@ Response readings(Deps& d, Request& req) {
   auto temps = d.store.query(q);
   if (!temps) return http::problem(temps.status());
 
-  // The LED and button values taken in the same samples (same timestamps).
+  // The LED and button values taken in the same samples (same timestamps). The series hold
+  // the collector's samples only (commands and button edges are events), one per sample.
   std::map<int64_t, double> led, button;
   if (!temps->empty()) {
     for (auto [sensor, out] : {std::pair{edge::kLedState, &led}, std::pair{edge::kButtonPressed, &button}}) {
@@ -92,7 +93,7 @@ Response readings(Deps& d, Request& req) {
       s.from = temps->front().ts;
       s.to = temps->back().ts;
       s.newest = false;
-      s.limit = temps->size() * 4 + 1000;  // room for commands and button edges between samples
+      s.limit = temps->size();
       auto rows = d.store.query(s);
       if (!rows) return http::problem(rows.status());
       for (const auto& r : *rows) (*out)[core::to_micros(r.ts)] = r.value;
@@ -118,7 +119,9 @@ Response led(Deps& d, Request& req) {
   auto fail = [](const std::string& why) { return http::problem(400, why, {{"valid", kValid}}); };
   const std::string& body = req.raw.body();
   if (body.empty()) return fail("request body is empty; send {\"action\": \"on\"}");
-  json j = json::parse(body, nullptr, false);
+  // Parsed into nlohmann::json (map-backed): ordered_json looks keys up linearly, which a body
+  // of many members turns quadratic.
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) return fail("request body is not valid JSON");
   if (!j.is_object()) return fail("request body must be a JSON object such as {\"action\": \"on\"}");
   if (!j.contains("action")) return fail("Unknown action: ");
@@ -132,10 +135,15 @@ Response led(Deps& d, Request& req) {
   } else if (action == "toggle") {
     state = d.board.led->toggle();
   } else {
-    return fail("Unknown action: " + j["action"].get<std::string>());
+    return fail("Unknown action: " + action);  // lowered, as the seed formats it
   }
   if (!state) return http::problem(state.status());
-  d.collector.record_led(*state);
+  // Recorded as a command event: who, what, outcome. (Readings hold the collector's samples.)
+  nlohmann::ordered_json payload = {{"target", "led"},
+                                    {"action", action},
+                                    {"state", *state ? "on" : "off"},
+                                    {"by", req.principal ? req.principal->name : ""}};
+  d.store.append_event(core::Event{0, core::now(), d.device_id, "command", payload.dump()}, nullptr);
   return Response::json({{"action", action}, {"led_state", *state ? "on" : "off"}});
 }
 

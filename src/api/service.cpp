@@ -9,9 +9,36 @@ namespace outpost::api {
 
 using http::Request;
 using http::Response;
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
+
+// Whether Accept-Encoding allows gzip: "gzip" or "*" with a non-zero q, and no "gzip;q=0".
+bool accepts_gzip(std::string_view header) {
+  bool star = false, gzip = false, gzip_named = false;
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    size_t semi = item.find(';');
+    std::string_view name = item.substr(0, semi);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    double q = 1;
+    if (semi != std::string_view::npos) {
+      std::string_view params = item.substr(semi + 1);
+      size_t qpos = params.find("q=");
+      if (qpos != std::string_view::npos) q = std::atof(std::string(params.substr(qpos + 2)).c_str());
+    }
+    if (name == "gzip" || name == "x-gzip") {
+      gzip_named = true;
+      gzip = q > 0;
+    } else if (name == "*") {
+      star = q > 0;
+    }
+  }
+  return gzip_named ? gzip : star;
+}
 
 // GET /api/health → {"status", "uptime_seconds", "readings_stored", "store", "hardware"}.
 // 200 when healthy, 503 when the store cannot write (so a monitor sees it without parsing).
@@ -32,7 +59,7 @@ Response health(Deps& d) {
 
 // GET /docs and its assets, from the binary; gzip when the client takes it; ETag → 304.
 Response asset(Request& req, const web::Asset& a) {
-  bool gzip = !a.gzip_body.empty() && req.header("Accept-Encoding").find("gzip") != std::string_view::npos;
+  bool gzip = !a.gzip_body.empty() && accepts_gzip(req.header("Accept-Encoding"));
   std::string_view etag = gzip ? a.gzip_etag : a.etag;
   Response r;
   r.headers.emplace_back("ETag", std::string(etag));

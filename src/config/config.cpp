@@ -225,7 +225,7 @@ const std::vector<KeyDef>& defs() {
     v.push_back(bool_key({"auth", "create_initial_key", "boolean", "with no key at all, serve creates and prints one admin key"},
                          FIELD(auth.create_initial_key)));
     v.push_back(duration_key({"auth", "token_ttl", "duration", "lifetime of tokens from /login and /signup"},
-                             FIELD(auth.token_ttl), ms(60'000), hours(24 * 365)));
+                             FIELD(auth.token_ttl), ms(1000), hours(24 * 365)));
     v.push_back(int_key<int>({"auth", "login_max_failures", "integer", "failed logins from one address before refusal"},
                              FIELD(auth.login_max_failures), 1, 1000));
     v.push_back(duration_key({"auth", "login_window", "duration", "failed logins older than this are forgotten"},

@@ -16,7 +16,10 @@ Collector::Collector(const config::CollectorConfig& cfg, std::string device_id, 
       errors_(metrics.counter("outpost_collector_errors_total",
                               "Sensor reads or store writes of the collector that failed.")) {
   board_.button->on_edge([this](bool active, core::TimePoint when) {
-    append({core::Reading{device_id_, kButtonPressed, when, active ? 1.0 : 0.0, "", ""}});
+    store_.append_event(core::Event{0, when, device_id_, "button", active ? R"({"pressed":true})" : R"({"pressed":false})"},
+                        [this](core::Result<int64_t> r) {
+                          if (!r) errors_.inc();
+                        });
   });
 }
 
@@ -68,8 +71,5 @@ void Collector::sample_now() {
   samples_.inc();
 }
 
-void Collector::record_led(bool on) {
-  append({core::Reading{device_id_, kLedState, core::now(), on ? 1.0 : 0.0, "", ""}});
-}
 
 }  // namespace outpost::edge

@@ -61,15 +61,19 @@ TEST_F(CollectorTest, SampleStoresEverySensorWithOneTimestamp) {
   EXPECT_EQ(button[0].value, 0.0);
 }
 
-TEST_F(CollectorTest, ButtonEdgesAreStoredAsTheyHappen) {
+TEST_F(CollectorTest, ButtonEdgesAreStoredAsEventsNotReadings) {
   Collector c({}, "pi", board_, *store_, metrics_);
   board_.sim_button->TEST_press(true);
   board_.sim_button->TEST_press(false);
   ASSERT_TRUE(store_->flush());
-  auto button = series(kButtonPressed);
-  ASSERT_EQ(button.size(), 2u);
-  EXPECT_EQ(button[0].value, 1.0);
-  EXPECT_EQ(button[1].value, 0.0);
+  EXPECT_TRUE(series(kButtonPressed).empty());  // the series holds samples only
+  store::EventQuery q;
+  q.kind = "button";
+  auto events = store_->query_events(q);
+  ASSERT_TRUE(events.is_ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].payload, R"({"pressed":true})");
+  EXPECT_EQ((*events)[1].payload, R"({"pressed":false})");
 }
 
 TEST_F(CollectorTest, BackgroundThreadSamplesOnItsInterval) {

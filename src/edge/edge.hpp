@@ -19,7 +19,8 @@ inline constexpr const char* kLedState = "led_state";
 inline constexpr const char* kButtonPressed = "button_pressed";
 
 // Samples every local sensor every cfg.interval (CPU temperature, LED, button) and appends the
-// sample to the store, all with one timestamp; also stores each button edge as it happens.
+// sample to the store, all with one timestamp, so a series holds samples only; each button
+// edge is stored as it happens as a "button" event.
 // A failed sensor read stores NaN for that sensor (shown as null) and is logged once while it
 // lasts. Owns one thread; start() once, stop() (or the destructor) joins it.
 class Collector {
@@ -32,8 +33,6 @@ class Collector {
   void stop();
   // Takes one sample now (also used by tests); returns once it is queued for the store.
   void sample_now();
-  // Records the LED state right away (after a command changed it), outside the sampling rhythm.
-  void record_led(bool on);
 
  private:
   void run();

@@ -209,6 +209,15 @@ nlohmann::json Router::openapi(const std::string& title, const std::string& vers
            {{"type", "object"},
             {"properties", {{"detail", {{"type", "string"}}}}},
             {"required", json::array({"detail"})}}}}}}}};
+  // Only the schemas some operation refers to (an unused component is a lint error).
+  std::string used = doc["paths"].dump();
+  auto& schemas = doc["components"]["schemas"];
+  for (auto it = schemas.begin(); it != schemas.end();) {
+    if (used.find("\"#/components/schemas/" + it.key() + "\"") == std::string::npos)
+      it = schemas.erase(it);
+    else
+      ++it;
+  }
   return doc;
 }
 

@@ -46,6 +46,8 @@ void register_raspap_routes(http::Router& router, Deps& deps) {
               [sys, fastapi_error](Request&) {
                 auto ifs = sys->networking();
                 if (!ifs) return fastapi_error(ifs.status());
+                // RaspAP leaves out loopback and docker interfaces.
+                std::erase_if(*ifs, [](const sysinfo::InterfaceFacts& f) { return sysinfo::raspap_hides(f.name); });
                 return Response::json(sysinfo::to_json(*ifs));
               },
               {.summary = "Get Networking",
