@@ -6,6 +6,8 @@
 #include <mutex>
 #include <string>
 
+#include "auth/auth.hpp"
+#include "camera/camera.hpp"
 #include "config/config.hpp"
 #include "core/core.hpp"
 #include "edge/edge.hpp"
@@ -16,7 +18,32 @@
 
 namespace outpost::api {
 
-// What the handlers use. Everything is owned by app/ and outlives the router.
+// Viewers of the MJPEG stream.
+struct StreamMetrics {
+  explicit StreamMetrics(core::Registry& r)
+      : viewers(r.gauge("outpost_stream_viewers", "Viewers of /video_feed now.")),
+        sent(r.counter("outpost_stream_frames_sent_total", "JPEG frames written to stream viewers.")),
+        skipped(r.counter("outpost_stream_frames_skipped_total", "Frames a slow viewer did not get (it got a newer one).")) {}
+  core::Gauge& viewers;
+  core::Counter& sent;
+  core::Counter& skipped;
+};
+
+// Short-lived tokens that let a browser's <img> open /video_feed (it cannot send a header).
+// HMAC-SHA256 with a key made at start, so they die with the process; good for one path only.
+class StreamTokens {
+ public:
+  explicit StreamTokens(std::chrono::seconds ttl = std::chrono::minutes(10));
+  std::string issue() const;
+  bool verify(std::string_view token) const;
+
+ private:
+  unsigned char key_[32];
+  std::chrono::seconds ttl_;
+};
+
+// What the handlers use. Everything is owned by app/ and outlives the router. Pointers may be
+// null where a feature is off (camera: camera.source = "off").
 struct Deps {
   const config::Config& cfg;
   std::string device_id;
@@ -26,6 +53,17 @@ struct Deps {
   const sysinfo::SysInfo& sys;
   core::Registry& metrics;
   core::TimePoint started;
+  const auth::Authenticator& auth;
+  const auth::TokenIssuer* tokens = nullptr;
+  auth::LoginLimiter* limiter = nullptr;
+  camera::Camera* camera = nullptr;
+  camera::SnapshotStore* snapshots = nullptr;
+  StreamMetrics* stream_metrics = nullptr;
+  StreamTokens* stream_tokens = nullptr;
+  // Runs blocking work (password hashing, file I/O) off the I/O threads.
+  std::function<void(std::function<void()>)> run_blocking;
+  // Called with the name of every snapshot saved, for upload (the edge pipeline's outbox).
+  std::function<void(const std::string&)> on_snapshot_saved;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.
@@ -34,6 +72,15 @@ void register_device_routes(http::Router& router, Deps& deps);
 void register_raspap_routes(http::Router& router, Deps& deps);
 // GET /api/health, GET /metrics, GET /openapi.json, GET /docs[/...].
 void register_service_routes(http::Router& router, Deps& deps);
+// Seed 000: /, /motion, /face, /angle, /video_feed, /stream, /snapshot, /signup, /login.
+void register_seed000_routes(http::Router& router, Deps& deps);
+// GET /api/events, GET/DELETE /api/snapshots[/{name}].
+void register_camera_routes(http::Router& router, Deps& deps);
+
+// The MJPEG stream response (shared by /video_feed).
+http::Response mjpeg_response(Deps& d);
+// Takes and saves a snapshot; seed 000's answer.
+http::Response take_snapshot(Deps& d);
 
 // Parses a non-negative integer query value: nullopt if it is not one. Values beyond `cap`
 // (however many digits) give `cap`.

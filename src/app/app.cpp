@@ -6,13 +6,21 @@
 #include <sys/resource.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <iterator>
 
 #include <cstdio>
 #include <optional>
 #include <thread>
 
 #include "api/api.hpp"
+#include "camera/camera.hpp"
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include "auth/auth.hpp"
 #include "config/config.hpp"
 #include "edge/edge.hpp"
@@ -142,9 +150,10 @@ int serve(const ConfigFlags& flags) {
     spdlog::warn("no API key exists: every route except the public ones will answer 401; create one with 'outpost keys create'");
   }
 
-  hw::Board board = hw::open_board(cfg.hw, cfg.system.root);
-  spdlog::info("hardware: {} (led: {}, button: {}, cpu temperature: {})", board.simulated ? "simulated" : "gpio",
-               board.led->describe(), board.button->describe(), board.cpu->describe());
+  hw::Board board = hw::open_board(cfg.hw, cfg.servo, cfg.system.root);
+  spdlog::info("hardware: {} (led: {}, button: {}, cpu temperature: {}, servo: {})",
+               board.simulated ? "simulated" : "gpio", board.led->describe(), board.button->describe(),
+               board.cpu->describe(), board.servo->describe());
   sysinfo::SysInfo sys(cfg.system.root);
   std::string device_id = cfg.system.device_id;
   if (device_id.empty()) {
@@ -152,17 +161,81 @@ int serve(const ConfigFlags& flags) {
     device_id = facts && !facts->hostname.empty() ? facts->hostname : "outpost";
   }
 
+  // Seed 000's tokens: signed with a secret kept in the store, made on first start.
+  auto issuer = auth::TokenIssuer::load_or_create(**store);
+  if (!issuer) return fail(issuer.status());
+  auto tokens = std::make_shared<const auth::TokenIssuer>(std::move(*issuer));
+  auth.attach_tokens(tokens);
+  auth::LoginLimiter limiter(cfg.auth);
+
   edge::Collector collector(cfg.collector, device_id, board, **store, metrics);
-  api::Deps deps{cfg, device_id, **store, board, collector, sys, metrics, core::now()};
+
+  // Camera events are stored (and, with the hub, published on the bus).
+  camera::SnapshotStore snapshots((std::filesystem::path(cfg.store.data_dir) / "snapshots").string(),
+                                  cfg.camera.snapshot_max_count, cfg.camera.snapshot_max_bytes);
+  camera::CameraEvents camera_events;
+  store::Store* store_ptr = store->get();
+  camera_events.on_motion = [&, store_ptr](const camera::MotionEvent& e, camera::JpegPtr frame) {
+    nlohmann::json boxes = nlohmann::json::array();
+    for (const auto& b : e.boxes) boxes.push_back({b.x, b.y, b.w, b.h});
+    nlohmann::ordered_json payload = {{"state", e.ended ? "ended" : "started"},
+                                      {"start", core::format_iso8601(e.start)},
+                                      {"peak_area", e.peak_area},
+                                      {"boxes", boxes}};
+    if (e.ended) payload["end"] = core::format_iso8601(e.end);
+    if (frame && !e.ended) {
+      auto name = snapshots.save(*frame);
+      if (name) payload["snapshot"] = *name;
+    }
+    store_ptr->append_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()}, nullptr);
+  };
+  camera_events.on_faces = [&, store_ptr](const std::vector<camera::Box>& faces, core::TimePoint ts) {
+    nlohmann::json boxes = nlohmann::json::array();
+    for (const auto& b : faces) boxes.push_back({b.x, b.y, b.w, b.h});
+    nlohmann::ordered_json payload = {{"count", faces.size()}, {"boxes", boxes}};
+    store_ptr->append_event(core::Event{0, ts, device_id, "face", payload.dump()}, nullptr);
+  };
+  std::unique_ptr<camera::Camera> cam;
+  if (cfg.camera.source != "off") {
+    auto c = camera::Camera::create(cfg.camera, cfg.motion, cfg.face, camera_events, metrics);
+    if (!c) return fail(c.status());
+    cam = std::move(*c);
+  }
+  api::StreamMetrics stream_metrics(metrics);
+  boost::asio::thread_pool blocking(2);  // password hashes and other work that must not hold I/O threads
+  api::StreamTokens stream_tokens;
+
+  api::Deps deps{.cfg = cfg,
+                 .device_id = device_id,
+                 .store = **store,
+                 .board = board,
+                 .collector = collector,
+                 .sys = sys,
+                 .metrics = metrics,
+                 .started = core::now(),
+                 .auth = auth,
+                 .tokens = tokens.get(),
+                 .limiter = &limiter,
+                 .camera = cam.get(),
+                 .snapshots = &snapshots,
+                 .stream_metrics = &stream_metrics,
+                 .stream_tokens = &stream_tokens,
+                 .run_blocking = [&blocking](std::function<void()> fn) { boost::asio::post(blocking, std::move(fn)); }};
   http::Router router;
   api::register_service_routes(router, deps);
   api::register_device_routes(router, deps);
   api::register_raspap_routes(router, deps);
+  api::register_seed000_routes(router, deps);
+  api::register_camera_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
   if (!bound) return fail(bound.status());
   collector.start();
+  if (cam) {
+    cam->start();
+    spdlog::info("camera: {}", cam->health().source);
+  }
   spdlog::info("outpost {} serving device '{}' with data in {}", kVersion, device_id, cfg.store.data_dir);
   spdlog::info("listening on {}", *bound);
 
@@ -185,6 +258,8 @@ int serve(const ConfigFlags& flags) {
   done = true;
   housekeeping.join();
 
+  if (cam) cam->stop();
+  blocking.join();
   collector.stop();
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();
@@ -234,6 +309,37 @@ int keys_revoke(const ConfigFlags& flags, std::string which) {
   return 0;
 }
 
+// Reads the device password from standard input (without echo on a terminal) and stores its
+// argon2id hash. One trailing newline is not part of the password.
+int password_set(const ConfigFlags& flags) {
+  auto cfg = load_config(flags);
+  if (!cfg) return fail(cfg.status());
+  bool tty = isatty(STDIN_FILENO);
+  termios saved{};
+  if (tty) {
+    std::fprintf(stderr, "New device password: ");
+    tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string password;
+  if (tty) {
+    std::getline(std::cin, password);
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    std::fprintf(stderr, "\n");
+  } else {
+    password.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (!password.empty() && password.back() == '\n') password.pop_back();
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+  }
+  auto store = open_store(*cfg, nullptr);
+  if (!store) return fail(store.status());
+  if (auto s = auth::set_password(**store, password); !s) return fail(s);
+  std::printf("Device password set. POST /login with {\"password\": ...} now returns a token.\n");
+  return 0;
+}
+
 int config_check(const ConfigFlags& flags) {
   auto cfg = load_config(flags);
   if (!cfg) return fail(cfg.status());
@@ -273,6 +379,13 @@ int main(int argc, char** argv) {
   auto* check_cmd = config_cmd->add_subcommand("check", "Load and validate the configuration");
   add_config_flags(*check_cmd, check_flags, true);
 
+  ConfigFlags password_flags;
+  auto* password_cmd = app.add_subcommand("password", "The device password of seed 000's /login and /signup");
+  password_cmd->require_subcommand(1);
+  auto* password_set_cmd =
+      password_cmd->add_subcommand("set", "Read the password from standard input; store its argon2id hash");
+  add_config_flags(*password_set_cmd, password_flags, false);
+
   auto* version_cmd = app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -282,6 +395,7 @@ int main(int argc, char** argv) {
   if (*list_cmd) return keys_list(keys_flags);
   if (*revoke_cmd) return keys_revoke(keys_flags, which);
   if (*check_cmd) return config_check(check_flags);
+  if (*password_set_cmd) return password_set(password_flags);
   if (*version_cmd) {
     std::printf("outpost %s\n", kVersion);
     return 0;

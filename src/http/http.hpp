@@ -46,7 +46,8 @@ struct Request {
   std::string client;      // peer address
   std::optional<auth::Principal> principal;  // set for non-public routes
 
-  // The decoded value of the first query parameter `name`, if present.
+  // The decoded value of the first query parameter `name`, if present (the raw text when it
+  // does not decode: a bad escape or %00).
   std::optional<std::string> query_param(std::string_view name) const;
   // A header's value, or "" if absent.
   std::string_view header(std::string_view name) const;

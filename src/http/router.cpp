@@ -88,18 +88,11 @@ Router::Match Router::match(Verb method, std::string_view path) const {
         m.allowed.push_back(routes_[i].method);
       continue;
     }
-    for (size_t k = 0; k < n && ok; ++k) {
+    for (size_t k = 0; k < n; ++k) {
       if (!is_param(segs[k])) continue;
+      // Undecodable (a bad escape, %00): the raw text, which the handler's validation refuses.
       auto decoded = url_decode(parts[k], false);
-      if (!decoded) {
-        ok = false;
-        break;
-      }
-      m.params.emplace(segs[k].substr(1, segs[k].size() - 2), std::move(*decoded));
-    }
-    if (!ok) {
-      m.params.clear();
-      continue;
+      m.params.emplace(segs[k].substr(1, segs[k].size() - 2), decoded ? std::move(*decoded) : std::string(parts[k]));
     }
     m.route = &routes_[i];
     m.index = i;
@@ -261,7 +254,9 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
     if (!k || *k != name) continue;
     if (eq == std::string_view::npos) return std::string();
     auto v = url_decode(pair.substr(eq + 1), true);
-    if (!v) return std::nullopt;
+    // A malformed escape (or %00) is present but not decodable: hand over the raw text, which
+    // no validator accepts, rather than pretend the parameter is absent.
+    if (!v) return std::string(pair.substr(eq + 1));
     return v;
   }
   return std::nullopt;

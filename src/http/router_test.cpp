@@ -29,6 +29,16 @@ TEST(Router, MatchesLiteralAndParamRoutes) {
   ASSERT_NE(m.route, nullptr);
 }
 
+TEST(Router, UndecodableParamsReachTheHandlerRaw) {
+  auto r = make_router();
+  auto m = r.match(Verb::get, "/api/devices/%00");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.params.at("id"), "%00");
+  m = r.match(Verb::get, "/api/devices/%zz");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.params.at("id"), "%zz");
+}
+
 TEST(Router, HeadIsServedByGet) {
   auto r = make_router();
   EXPECT_NE(r.match(Verb::head, "/api/status").route, nullptr);
@@ -46,8 +56,7 @@ TEST(Router, WrongMethodListsAllowed) {
 
 TEST(Router, UnknownPathsAndEmptyParamsDoNotMatch) {
   auto r = make_router();
-  for (const char* p : {"/api", "/api/status/", "/api/devices/", "/api/devices/a/b", "", "api/status",
-                        "/api/devices/%zz", "/api/devices/%00"}) {
+  for (const char* p : {"/api", "/api/status/", "/api/devices/", "/api/devices/a/b", "", "api/status"}) {
     auto m = r.match(Verb::get, p);
     EXPECT_EQ(m.route, nullptr) << p;
   }

@@ -634,6 +634,10 @@ void Session::start_stream() {
   phase_ = Phase::kStream;
   deadline_ = SteadyClock::time_point::max();
   stream_open_.store(true);
+  // A small send buffer: a slow viewer is then skipped forward to the newest frame after a few
+  // frames, instead of being fed seconds of old ones from a multi-megabyte kernel buffer.
+  beast::error_code ignored;
+  socket_.set_option(net::socket_base::send_buffer_size(256 * 1024), ignored);
   auto starter = std::move(starter_);
   starter_ = nullptr;
   socket_.async_read_some(net::buffer(stream_probe_), [self = shared_from_this()](beast::error_code, size_t) {
