@@ -234,6 +234,7 @@ void register_camera_routes(http::Router& router, Deps& deps) {
                            .tag = "camera",
                            .params = {{"name", "path", "Snapshot name"}},
                            .replies = {{200, "The JPEG", {{"type", "string"}, {"format", "binary"}}, "image/jpeg"},
+                                       {400, "Not a snapshot name", problem_ref(), "application/problem+json"},
                                        {404, "No such snapshot", problem_ref(), "application/problem+json"}}};
   router.add({Verb::get, "/api/snapshots/{name}", Access::kRead,
               [d](Request& req) {
@@ -247,7 +248,9 @@ void register_camera_routes(http::Router& router, Deps& deps) {
               one_doc});
   http::OpenApiDoc delete_doc = one_doc;
   delete_doc.summary = "Delete a snapshot";
-  delete_doc.replies = {{204, "Deleted"}, {404, "No such snapshot", problem_ref(), "application/problem+json"}};
+  delete_doc.replies = {{204, "Deleted"},
+                        {400, "Not a snapshot name", problem_ref(), "application/problem+json"},
+                        {404, "No such snapshot", problem_ref(), "application/problem+json"}};
   router.add({Verb::delete_, "/api/snapshots/{name}", Access::kControl,
               [d](Request& req) {
                 auto s = d->snapshots->remove(req.path_params.find("name")->second);
