@@ -49,11 +49,19 @@ Response health(Deps& d) {
                    {"led", d.board.led->describe()},
                    {"button", d.board.button->describe()},
                    {"cpu_temperature", d.board.cpu->describe()}};
+  json camera = {{"enabled", false}};
+  if (d.camera) {
+    auto c = d.camera->health();
+    camera = {{"enabled", true},  {"running", c.running}, {"source", c.source}, {"detail", c.detail},
+              {"fps", std::round(c.fps * 10) / 10}, {"reopens", c.reopens},
+              {"motion_detection", d.camera->motion_enabled()}, {"face_detection", d.camera->faces_enabled()}};
+  }
   json j = {{"status", store.ok ? "healthy" : "unhealthy"},
             {"uptime_seconds", std::round(uptime * 10) / 10},
             {"readings_stored", store.readings},
             {"store", {{"ok", store.ok}, {"detail", store.detail}, {"queue_depth", store.queue_depth}}},
-            {"hardware", hardware}};
+            {"hardware", hardware},
+            {"camera", camera}};
   return Response::json(j, store.ok ? 200 : 503);
 }
 

@@ -136,13 +136,14 @@ KeyDef duration_key(KeyInfo info, Field<milliseconds> field, milliseconds lo, mi
   return d;
 }
 
-KeyDef list_key(KeyInfo info, Field<std::vector<std::string>> field) {
+// In text form (flags, environment) the items are separated by `sep`.
+KeyDef list_key(KeyInfo info, Field<std::vector<std::string>> field, char sep = ',') {
   KeyDef d{std::move(info), {}, {}};
-  d.from_text = [field](Config& c, const std::string& s) {
+  d.from_text = [field, sep](Config& c, const std::string& s) {
     std::vector<std::string> out;
     size_t start = 0;
     while (start <= s.size() && !s.empty()) {
-      size_t comma = s.find(',', start);
+      size_t comma = s.find(sep, start);
       std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!item.empty()) out.push_back(item);
       if (comma == std::string::npos) break;
@@ -265,8 +266,9 @@ const std::vector<KeyDef>& defs() {
                              FIELD(motion.cooldown), ms(0), hours(1)));
     v.push_back(double_key({"motion", "background_alpha", "number", "weight of each frame in the running background"},
                            FIELD(motion.background_alpha), 0.0001, 1.0));
-    v.push_back(list_key({"motion", "masks", "string list", "ignored regions: \"x,y,w,h\" or \"x1,y1 x2,y2 x3,y3 ...\" in pixels"},
-                         FIELD(motion.masks)));
+    v.push_back(list_key({"motion", "masks", "string list",
+                          "ignored regions: \"x,y,w,h\" or \"x1,y1 x2,y2 x3,y3 ...\" in pixels; ';' between them in flags"},
+                         FIELD(motion.masks), ';'));
     v.push_back(bool_key({"motion", "snapshot", "boolean", "save a snapshot of each motion event"}, FIELD(motion.snapshot)));
 
     v.push_back(bool_key({"face", "enabled", "boolean", "face detection on at start"}, FIELD(face.enabled)));
