@@ -36,6 +36,7 @@ bench: deps
 	@cmake -S . -B build-bench $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DOUTPOST_TESTS=OFF -DOUTPOST_BENCH=ON >/dev/null
 	@cmake --build build-bench -j $(JOBS)
 	bench/run-bench
+	bench/camera/run-camera-bench
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'web/*.cpp' 'web/*.hpp' 'bench/*.cpp')
