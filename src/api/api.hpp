@@ -60,6 +60,8 @@ struct Deps {
   camera::SnapshotStore* snapshots = nullptr;
   StreamMetrics* stream_metrics = nullptr;
   StreamTokens* stream_tokens = nullptr;
+  // Stores an event and, once committed, publishes it on the bus.
+  std::function<void(core::Event)> record_event;
   // Runs blocking work (password hashing, file I/O) off the I/O threads.
   std::function<void(std::function<void()>)> run_blocking;
   // Called with the name of every snapshot saved, for upload (the edge pipeline's outbox).

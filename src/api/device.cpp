@@ -143,7 +143,7 @@ Response led(Deps& d, Request& req) {
                                     {"action", action},
                                     {"state", *state ? "on" : "off"},
                                     {"by", req.principal ? req.principal->name : ""}};
-  d.store.append_event(core::Event{0, core::now(), d.device_id, "command", payload.dump()}, nullptr);
+  d.record_event(core::Event{0, core::now(), d.device_id, "command", payload.dump()});
   return Response::json({{"action", action}, {"led_state", *state ? "on" : "off"}});
 }
 

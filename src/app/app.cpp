@@ -131,6 +131,7 @@ int serve(const ConfigFlags& flags) {
   setup_logging(cfg.log);
 
   core::Registry metrics;
+  core::Bus bus(&metrics);  // before the store: its last callbacks publish here
   auto store = open_store(cfg, &metrics);
   if (!store) return fail(store.status());
 
@@ -168,14 +169,23 @@ int serve(const ConfigFlags& flags) {
   auth.attach_tokens(tokens);
   auth::LoginLimiter limiter(cfg.auth);
 
-  edge::Collector collector(cfg.collector, device_id, board, **store, metrics);
+  // Every event is stored, then, once committed (with its id), published on the bus.
+  store::Store* store_ptr = store->get();
+  auto record_event = [store_ptr, &bus](core::Event e) {
+    store_ptr->append_event(e, [&bus, e](core::Result<int64_t> id) mutable {
+      if (!id) return;  // the store logs and counts write failures
+      e.id = *id;
+      bus.publish(e);
+    });
+  };
+
+  edge::Collector collector(cfg.collector, device_id, board, **store, metrics, record_event);
 
   // Camera events are stored (and, with the hub, published on the bus).
   camera::SnapshotStore snapshots((std::filesystem::path(cfg.store.data_dir) / "snapshots").string(),
                                   cfg.camera.snapshot_max_count, cfg.camera.snapshot_max_bytes);
   camera::CameraEvents camera_events;
-  store::Store* store_ptr = store->get();
-  camera_events.on_motion = [&, store_ptr](const camera::MotionEvent& e, camera::JpegPtr frame) {
+  camera_events.on_motion = [&](const camera::MotionEvent& e, camera::JpegPtr frame) {
     nlohmann::json boxes = nlohmann::json::array();
     for (const auto& b : e.boxes) boxes.push_back({b.x, b.y, b.w, b.h});
     nlohmann::ordered_json payload = {{"state", e.ended ? "ended" : "started"},
@@ -187,13 +197,13 @@ int serve(const ConfigFlags& flags) {
       auto name = snapshots.save(*frame);
       if (name) payload["snapshot"] = *name;
     }
-    store_ptr->append_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()}, nullptr);
+    record_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()});
   };
-  camera_events.on_faces = [&, store_ptr](const std::vector<camera::Box>& faces, core::TimePoint ts) {
+  camera_events.on_faces = [&](const std::vector<camera::Box>& faces, core::TimePoint ts) {
     nlohmann::json boxes = nlohmann::json::array();
     for (const auto& b : faces) boxes.push_back({b.x, b.y, b.w, b.h});
     nlohmann::ordered_json payload = {{"count", faces.size()}, {"boxes", boxes}};
-    store_ptr->append_event(core::Event{0, ts, device_id, "face", payload.dump()}, nullptr);
+    record_event(core::Event{0, ts, device_id, "face", payload.dump()});
   };
   std::unique_ptr<camera::Camera> cam;
   if (cfg.camera.source != "off") {
@@ -220,6 +230,7 @@ int serve(const ConfigFlags& flags) {
                  .snapshots = &snapshots,
                  .stream_metrics = &stream_metrics,
                  .stream_tokens = &stream_tokens,
+                 .record_event = record_event,
                  .run_blocking = [&blocking](std::function<void()> fn) { boost::asio::post(blocking, std::move(fn)); }};
   http::Router router;
   api::register_service_routes(router, deps);

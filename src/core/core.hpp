@@ -1,6 +1,7 @@
-// The core module's front door: status, time, model, metrics.
+// The core module's front door: status, time, model, metrics, bus.
 #pragma once
 
+#include "core/bus.hpp"
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/status.hpp"

@@ -7,19 +7,17 @@
 namespace outpost::edge {
 
 Collector::Collector(const config::CollectorConfig& cfg, std::string device_id, hw::Board& board,
-                     store::Store& store, core::Registry& metrics)
+                     store::Store& store, core::Registry& metrics, std::function<void(core::Event)> record_event)
     : cfg_(cfg),
       device_id_(std::move(device_id)),
       board_(board),
       store_(store),
+      record_event_(std::move(record_event)),
       samples_(metrics.counter("outpost_collector_samples_total", "Samples taken of the local sensors.")),
       errors_(metrics.counter("outpost_collector_errors_total",
                               "Sensor reads or store writes of the collector that failed.")) {
   board_.button->on_edge([this](bool active, core::TimePoint when) {
-    store_.append_event(core::Event{0, when, device_id_, "button", active ? R"({"pressed":true})" : R"({"pressed":false})"},
-                        [this](core::Result<int64_t> r) {
-                          if (!r) errors_.inc();
-                        });
+    record_event_(core::Event{0, when, device_id_, "button", active ? R"({"pressed":true})" : R"({"pressed":false})"});
   });
 }
 

@@ -30,6 +30,9 @@ class CollectorTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
+  std::function<void(core::Event)> record() {
+    return [this](core::Event e) { store_->append_event(std::move(e), nullptr); };
+  }
   std::vector<core::Reading> series(const std::string& sensor) {
     store::ReadingQuery q;
     q.device = "pi";
@@ -46,7 +49,7 @@ class CollectorTest : public ::testing::Test {
 };
 
 TEST_F(CollectorTest, SampleStoresEverySensorWithOneTimestamp) {
-  Collector c({}, "pi", board_, *store_, metrics_);
+  Collector c({}, "pi", board_, *store_, metrics_, record());
   ASSERT_TRUE(board_.led->set(true));
   c.sample_now();
   ASSERT_TRUE(store_->flush());
@@ -62,7 +65,7 @@ TEST_F(CollectorTest, SampleStoresEverySensorWithOneTimestamp) {
 }
 
 TEST_F(CollectorTest, ButtonEdgesAreStoredAsEventsNotReadings) {
-  Collector c({}, "pi", board_, *store_, metrics_);
+  Collector c({}, "pi", board_, *store_, metrics_, record());
   board_.sim_button->TEST_press(true);
   board_.sim_button->TEST_press(false);
   ASSERT_TRUE(store_->flush());
@@ -79,7 +82,7 @@ TEST_F(CollectorTest, ButtonEdgesAreStoredAsEventsNotReadings) {
 TEST_F(CollectorTest, BackgroundThreadSamplesOnItsInterval) {
   config::CollectorConfig cfg;
   cfg.interval = std::chrono::milliseconds(20);
-  Collector c(cfg, "pi", board_, *store_, metrics_);
+  Collector c(cfg, "pi", board_, *store_, metrics_, record());
   c.start();
   for (int i = 0; i < 200 && series(kCpuTemp).size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -25,8 +26,9 @@ inline constexpr const char* kButtonPressed = "button_pressed";
 // lasts. Owns one thread; start() once, stop() (or the destructor) joins it.
 class Collector {
  public:
+  // `record_event` takes the button events (it stores and publishes them; see app/).
   Collector(const config::CollectorConfig& cfg, std::string device_id, hw::Board& board, store::Store& store,
-            core::Registry& metrics);
+            core::Registry& metrics, std::function<void(core::Event)> record_event);
   ~Collector();
 
   void start();
@@ -42,6 +44,7 @@ class Collector {
   std::string device_id_;
   hw::Board& board_;
   store::Store& store_;
+  std::function<void(core::Event)> record_event_;
   core::Counter& samples_;
   core::Counter& errors_;
   bool thermal_failing_ = false;

@@ -375,6 +375,10 @@ def test_synthetic_motion_produces_events(cam):
     e = events[-1]
     assert e["type"] == "motion" and e["payload"]["boxes"]
     assert e["payload"]["state"] in ("started", "ended")
+    # each committed event is also published on the bus (for WebSocket and upstream)
+    metrics = get(cam, "/metrics", headers=key).text
+    published = int(re.search(r"^outpost_bus_events_total (\d+)", metrics, re.M).group(1))
+    assert published >= len(events), (published, len(events))
 
 
 def test_events_bad_parameters(cam):
