@@ -88,4 +88,9 @@ http::Response take_snapshot(Deps& d);
 // (however many digits) give `cap`.
 std::optional<size_t> parse_limit(std::string_view s, size_t cap);
 
+// Reads the `from` and `to` query parameters (ISO 8601) into the two fields; a 400 problem
+// naming the parameter when one does not parse or from is later than to.
+std::optional<http::Response> parse_time_range(const http::Request& req, std::optional<core::TimePoint>& from,
+                                               std::optional<core::TimePoint>& to);
+
 }  // namespace outpost::api

@@ -140,14 +140,7 @@ Response events(Deps& d, Request& req) {
     if (!n || *n == 0) return http::problem(400, fmt::format("before must be a positive event id, got '{}'", *v), {{"parameter", "before"}});
     q.before_id = static_cast<int64_t>(*n);
   }
-  for (auto [name, field] : {std::pair{"from", &q.from}, std::pair{"to", &q.to}}) {
-    if (auto v = req.query_param(name)) {
-      auto t = core::parse_iso8601(*v);
-      if (!t) return http::problem(400, fmt::format("{} must be an ISO 8601 time, got '{}'", name, *v), {{"parameter", name}});
-      *field = *t;
-    }
-  }
-  if (q.from && q.to && *q.from > *q.to) return http::problem(400, "from is later than to");
+  if (auto bad = parse_time_range(req, q.from, q.to)) return std::move(*bad);
   auto rows = d.store.query_events(q);
   if (!rows) return http::problem(rows.status());
   json list = json::array();

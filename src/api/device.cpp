@@ -69,16 +69,7 @@ Response readings(Deps& d, Request& req) {
   q.device = d.device_id;
   q.sensor = edge::kCpuTemp;
   q.limit = limit;
-  for (auto [name, field] : {std::pair{"from", &q.from}, std::pair{"to", &q.to}}) {
-    if (auto v = req.query_param(name)) {
-      auto t = core::parse_iso8601(*v);
-      if (!t)
-        return http::problem(400, fmt::format("{} must be an ISO 8601 time such as 2026-11-21T10:00:00Z, got '{}'", name, *v),
-                             {{"parameter", name}});
-      *field = *t;
-    }
-  }
-  if (q.from && q.to && *q.from > *q.to) return http::problem(400, "from is later than to");
+  if (auto bad = parse_time_range(req, q.from, q.to)) return std::move(*bad);
   auto temps = d.store.query(q);
   if (!temps) return http::problem(temps.status());
 
@@ -148,6 +139,21 @@ Response led(Deps& d, Request& req) {
 }
 
 }  // namespace
+
+std::optional<http::Response> parse_time_range(const http::Request& req, std::optional<core::TimePoint>& from,
+                                               std::optional<core::TimePoint>& to) {
+  for (auto [name, field] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+    if (auto v = req.query_param(name)) {
+      auto t = core::parse_iso8601(*v);
+      if (!t)
+        return http::problem(400, fmt::format("{} must be an ISO 8601 time such as 2026-11-21T10:00:00Z, got '{}'", name, *v),
+                             {{"parameter", name}});
+      *field = *t;
+    }
+  }
+  if (from && to && *from > *to) return http::problem(400, "from is later than to");
+  return std::nullopt;
+}
 
 std::optional<size_t> parse_limit(std::string_view s, size_t cap) {
   if (s.empty() || s.size() > 1000) return std::nullopt;
