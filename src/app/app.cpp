@@ -1,13 +1,13 @@
 #include "app/app.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -17,15 +17,16 @@
 #include <optional>
 #include <thread>
 
-#include "api/api.hpp"
-#include "camera/camera.hpp"
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include "api/api.hpp"
 #include "auth/auth.hpp"
+#include "camera/camera.hpp"
 #include "config/config.hpp"
 #include "edge/edge.hpp"
-#include "hw/hw.hpp"
 #include "http/http.hpp"
+#include "hw/hw.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
 
@@ -51,11 +52,13 @@ void add_config_flags(CLI::App& cmd, ConfigFlags& f, bool server_flags) {
   cmd.add_option("--config", f.config_file, "TOML configuration file")->check(CLI::ExistingFile);
   cmd.add_option("--data-dir", f.data_dir, "Data directory (default ./var)");
   if (server_flags) {
-    cmd.add_option("--listen", f.listen, "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks one)");
+    cmd.add_option("--listen", f.listen,
+                   "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks one)");
     cmd.add_flag("--simulate", f.simulate, "Force simulated hardware");
   }
   cmd.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off");
-  cmd.add_option("--set", f.sets, "Any setting as section.key=value (repeatable), e.g. --set collector.interval=5s");
+  cmd.add_option("--set", f.sets,
+                 "Any setting as section.key=value (repeatable), e.g. --set collector.interval=5s");
 }
 
 // Defaults, then the TOML file, then OUTPOST_* variables, then flags.
@@ -65,7 +68,8 @@ core::Result<config::Config> load_config(const ConfigFlags& f) {
     if (auto s = config::apply_toml_file(cfg, f.config_file); !s) return s;
   }
   if (auto s = config::apply_env(cfg, environ); !s) return s;
-  auto set = [&](const char* section, const char* key, const std::string& value, const char* flag) -> core::Status {
+  auto set = [&](const char* section, const char* key, const std::string& value,
+                 const char* flag) -> core::Status {
     if (value.empty()) return core::Status::ok();
     return config::set_key(cfg, section, key, value, flag);
   };
@@ -73,7 +77,9 @@ core::Result<config::Config> load_config(const ConfigFlags& f) {
     size_t dot = kv.find('.'), eq = kv.find('=');
     if (dot == std::string::npos || eq == std::string::npos || dot > eq)
       return core::Status::invalid(fmt::format("--set: '{}' is not section.key=value", kv));
-    if (auto s = set_key(cfg, kv.substr(0, dot), kv.substr(dot + 1, eq - dot - 1), kv.substr(eq + 1), "--set"); !s)
+    if (auto s = set_key(cfg, kv.substr(0, dot), kv.substr(dot + 1, eq - dot - 1),
+                         kv.substr(eq + 1), "--set");
+        !s)
       return s;
   }
   if (auto s = set("store", "data_dir", f.data_dir, "--data-dir"); !s) return s;
@@ -85,7 +91,8 @@ core::Result<config::Config> load_config(const ConfigFlags& f) {
 }
 
 void setup_logging(const config::LogConfig& log) {
-  auto logger = std::make_shared<spdlog::logger>("outpost", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("outpost",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log.level));
@@ -108,7 +115,8 @@ int fail(const core::Status& s) {
   return s.code() == core::Code::kInvalid ? 2 : 1;
 }
 
-core::Result<std::unique_ptr<store::Store>> open_store(const config::Config& cfg, core::Registry* metrics) {
+core::Result<std::unique_ptr<store::Store>> open_store(const config::Config& cfg,
+                                                       core::Registry* metrics) {
   auto store = store::Store::open(cfg.store, metrics);
   if (!store) return core::Status(store.status());
   return std::move(store.value());
@@ -141,20 +149,23 @@ int serve(const ConfigFlags& flags) {
     if (!key) return fail(key.status());
     // On the terminal once, never through the logger.
     std::printf(
-        "\nNo API key existed, so an admin key was created. It is shown only this once:\n\n    %s\n\n"
+        "\nNo API key existed, so an admin key was created. It is shown only this once:\n\n    "
+        "%s\n\n"
         "Send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'. Make narrower keys with\n"
         "'outpost keys create --scope read|control|admin --data-dir %s'.\n\n",
         key->key.c_str(), cfg.store.data_dir.c_str());
     std::fflush(stdout);
     auth.refresh();
   } else if (!auth.has_active_key()) {
-    spdlog::warn("no API key exists: every route except the public ones will answer 401; create one with 'outpost keys create'");
+    spdlog::warn(
+        "no API key exists: every route except the public ones will answer 401; create one with "
+        "'outpost keys create'");
   }
 
   hw::Board board = hw::open_board(cfg.hw, cfg.servo, cfg.system.root);
   spdlog::info("hardware: {} (led: {}, button: {}, cpu temperature: {}, servo: {})",
-               board.simulated ? "simulated" : "gpio", board.led->describe(), board.button->describe(),
-               board.cpu->describe(), board.servo->describe());
+               board.simulated ? "simulated" : "gpio", board.led->describe(),
+               board.button->describe(), board.cpu->describe(), board.servo->describe());
   sysinfo::SysInfo sys(cfg.system.root);
   std::string device_id = cfg.system.device_id;
   if (device_id.empty()) {
@@ -181,23 +192,32 @@ int serve(const ConfigFlags& flags) {
 
   edge::Collector collector(cfg.collector, device_id, board, **store, metrics, record_event);
 
-  // Camera events are stored (and, with the hub, published on the bus).
-  camera::SnapshotStore snapshots((std::filesystem::path(cfg.store.data_dir) / "snapshots").string(),
-                                  cfg.camera.snapshot_max_count, cfg.camera.snapshot_max_bytes);
+  // Camera events go through record_event too: stored, then published on the bus.
+  camera::SnapshotStore snapshots(
+      (std::filesystem::path(cfg.store.data_dir) / "snapshots").string(),
+      cfg.camera.snapshot_max_count, cfg.camera.snapshot_max_bytes);
+  // Password hashes, snapshot files and other work that must hold neither an I/O thread nor
+  // the camera's capture thread.
+  boost::asio::thread_pool blocking(2);
+  // Motion events leave the capture thread at once: saving the snapshot (write + fsync) runs
+  // on the pool, through a strand so that "started" is recorded before "ended".
+  auto camera_strand = boost::asio::make_strand(blocking);
   camera::CameraEvents camera_events;
-  camera_events.on_motion = [&](const camera::MotionEvent& e, camera::JpegPtr frame) {
-    nlohmann::json boxes = nlohmann::json::array();
-    for (const auto& b : e.boxes) boxes.push_back({b.x, b.y, b.w, b.h});
-    nlohmann::ordered_json payload = {{"state", e.ended ? "ended" : "started"},
-                                      {"start", core::format_iso8601(e.start)},
-                                      {"peak_area", e.peak_area},
-                                      {"boxes", boxes}};
-    if (e.ended) payload["end"] = core::format_iso8601(e.end);
-    if (frame && !e.ended) {
-      auto name = snapshots.save(*frame);
-      if (name) payload["snapshot"] = *name;
-    }
-    record_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()});
+  camera_events.on_motion = [&](const camera::MotionEvent& ev, camera::JpegPtr snapshot) {
+    boost::asio::post(camera_strand, [&, e = ev, frame = std::move(snapshot)] {
+      nlohmann::json boxes = nlohmann::json::array();
+      for (const auto& b : e.boxes) boxes.push_back({b.x, b.y, b.w, b.h});
+      nlohmann::ordered_json payload = {{"state", e.ended ? "ended" : "started"},
+                                        {"start", core::format_iso8601(e.start)},
+                                        {"peak_area", e.peak_area},
+                                        {"boxes", boxes}};
+      if (e.ended) payload["end"] = core::format_iso8601(e.end);
+      if (frame && !e.ended) {
+        auto name = snapshots.save(*frame);
+        if (name) payload["snapshot"] = *name;
+      }
+      record_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()});
+    });
   };
   camera_events.on_faces = [&](const std::vector<camera::Box>& faces, core::TimePoint ts) {
     nlohmann::json boxes = nlohmann::json::array();
@@ -212,7 +232,6 @@ int serve(const ConfigFlags& flags) {
     cam = std::move(*c);
   }
   api::StreamMetrics stream_metrics(metrics);
-  boost::asio::thread_pool blocking(2);  // password hashes and other work that must not hold I/O threads
   api::StreamTokens stream_tokens;
 
   api::Deps deps{.cfg = cfg,
@@ -231,7 +250,9 @@ int serve(const ConfigFlags& flags) {
                  .stream_metrics = &stream_metrics,
                  .stream_tokens = &stream_tokens,
                  .record_event = record_event,
-                 .run_blocking = [&blocking](std::function<void()> fn) { boost::asio::post(blocking, std::move(fn)); }};
+                 .run_blocking = [&blocking](std::function<void()> fn) {
+                   boost::asio::post(blocking, std::move(fn));
+                 }};
   http::Router router;
   api::register_service_routes(router, deps);
   api::register_device_routes(router, deps);
@@ -247,7 +268,8 @@ int serve(const ConfigFlags& flags) {
     cam->start();
     spdlog::info("camera: {}", cam->health().source);
   }
-  spdlog::info("outpost {} serving device '{}' with data in {}", kVersion, device_id, cfg.store.data_dir);
+  spdlog::info("outpost {} serving device '{}' with data in {}", kVersion, device_id,
+               cfg.store.data_dir);
   spdlog::info("listening on {}", *bound);
 
   // Housekeeping thread: waits for SIGINT/SIGTERM, and once a second lets the authenticator
@@ -258,7 +280,8 @@ int serve(const ConfigFlags& flags) {
     while (!done) {
       int sig = sigtimedwait(&signals, nullptr, &tick);
       if (sig == SIGINT || sig == SIGTERM) {
-        spdlog::info("signal {}: finishing requests in flight, then stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        spdlog::info("signal {}: finishing requests in flight, then stopping",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
         server.stop();
         return;
       }
@@ -283,13 +306,16 @@ int keys_create(const ConfigFlags& flags, const std::string& scope_text, const s
   auto cfg = load_config(flags);
   if (!cfg) return fail(cfg.status());
   auto scope = auth::parse_scope(scope_text);
-  if (!scope) return fail(core::Status::invalid(fmt::format("--scope: '{}' is not read, control or admin", scope_text)));
+  if (!scope)
+    return fail(core::Status::invalid(
+        fmt::format("--scope: '{}' is not read, control or admin", scope_text)));
   auto store = open_store(*cfg, nullptr);
   if (!store) return fail(store.status());
   auto key = auth::create_key(**store, *scope, name);
   if (!key) return fail(key.status());
   std::printf("Created key %s (name '%s', scope %s). It is shown only this once:\n%s\n",
-              auth::key_prefix(key->record.id).c_str(), name.c_str(), auth::scope_name(*scope), key->key.c_str());
+              auth::key_prefix(key->record.id).c_str(), name.c_str(), auth::scope_name(*scope),
+              key->key.c_str());
   return 0;
 }
 
@@ -303,8 +329,8 @@ int keys_list(const ConfigFlags& flags) {
   std::printf("%-16s %-8s %-28s %-28s %s\n", "PREFIX", "SCOPE", "CREATED", "REVOKED", "NAME");
   for (const auto& k : *keys) {
     std::printf("%-16s %-8s %-28s %-28s %s\n", auth::key_prefix(k.id).c_str(), k.scope.c_str(),
-                core::format_iso8601(k.created).c_str(), k.revoked ? core::format_iso8601(*k.revoked).c_str() : "-",
-                k.name.c_str());
+                core::format_iso8601(k.created).c_str(),
+                k.revoked ? core::format_iso8601(*k.revoked).c_str() : "-", k.name.c_str());
   }
   return 0;
 }
@@ -314,7 +340,8 @@ int keys_revoke(const ConfigFlags& flags, std::string which) {
   if (!cfg) return fail(cfg.status());
   auto store = open_store(*cfg, nullptr);
   if (!store) return fail(store.status());
-  if (which.rfind("opk_", 0) == 0) which = which.substr(4, 10);  // a prefix or a whole key names its id
+  if (which.rfind("opk_", 0) == 0)
+    which = which.substr(4, 10);  // a prefix or a whole key names its id
   if (auto s = (*store)->revoke_key(which); !s) return fail(s);
   std::printf("Revoked %s. A running server stops accepting it within a second.\n", which.c_str());
   return 0;
@@ -374,7 +401,8 @@ int main(int argc, char** argv) {
   std::string scope = "read", name = "api key", which;
   auto* keys_cmd = app.add_subcommand("keys", "Manage API keys");
   keys_cmd->require_subcommand(1);
-  auto* create_cmd = keys_cmd->add_subcommand("create", "Create a key; prints it alone on the last line");
+  auto* create_cmd =
+      keys_cmd->add_subcommand("create", "Create a key; prints it alone on the last line");
   add_config_flags(*create_cmd, keys_flags, false);
   create_cmd->add_option("--scope", scope, "read, control or admin")->required();
   create_cmd->add_option("--name", name, "A label for the key");
@@ -391,10 +419,11 @@ int main(int argc, char** argv) {
   add_config_flags(*check_cmd, check_flags, true);
 
   ConfigFlags password_flags;
-  auto* password_cmd = app.add_subcommand("password", "The device password of seed 000's /login and /signup");
+  auto* password_cmd =
+      app.add_subcommand("password", "The device password of seed 000's /login and /signup");
   password_cmd->require_subcommand(1);
-  auto* password_set_cmd =
-      password_cmd->add_subcommand("set", "Read the password from standard input; store its argon2id hash");
+  auto* password_set_cmd = password_cmd->add_subcommand(
+      "set", "Read the password from standard input; store its argon2id hash");
   add_config_flags(*password_set_cmd, password_flags, false);
 
   auto* version_cmd = app.add_subcommand("version", "Print the version");
