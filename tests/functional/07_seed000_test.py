@@ -99,6 +99,14 @@ def test_wrong_password_is_invalid_credential_then_refused_with_retry_after(fres
     assert r.status_code == 200, r.text
 
 
+def test_signup_with_a_wrong_password_is_invalid_credential(fresh_server):
+    s = fresh_server()
+    run_cli("password", "set", "--data-dir", str(s.data_dir), input="right\n")
+    r = requests.post(s.url("/signup"), json={"house_id": "house-1", "password": "wrong"}, timeout=10)
+    assert r.status_code == 401
+    assert r.json() == {"status": "error", "message": "Invalid credential"}
+
+
 def test_login_without_a_device_password_is_invalid_credential(fresh_server):
     s = fresh_server()
     r = requests.post(s.url("/login"), json={"password": "anything"}, timeout=10)
@@ -129,9 +137,10 @@ def test_token_expired(fresh_server):
     token = token_of(s, "pw")
     assert get(s, "/", token).status_code == 200
     time.sleep(3.1)  # exp is in whole seconds
-    r = get(s, "/", token)
-    assert r.status_code == 401
-    assert r.json() == {"status": "error", "message": "token expired"}
+    for path in AUTHED_ROUTES:  # every route of seed 000's "Authorization needed" tables
+        r = get(s, path, token)
+        assert r.status_code == 401, path
+        assert r.json() == {"status": "error", "message": "token expired"}, path
 
 
 def test_api_keys_are_accepted_on_seed_routes(cam):
