@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/bus.hpp"
+#include "core/device.hpp"
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/status.hpp"

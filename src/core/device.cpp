@@ -1,0 +1,53 @@
+#include "core/device.hpp"
+
+#include <cmath>
+#include <cstdlib>
+
+namespace outpost::core {
+
+std::string_view transport_name(Transport t) {
+  switch (t) {
+    case Transport::kLocal: return "local";
+    case Transport::kUdp: return "udp";
+    case Transport::kMqtt: return "mqtt";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::optional<double> number_of(const Json& j) {
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) {
+    const std::string& s = j.get_ref<const std::string&>();
+    if (s.empty()) return std::nullopt;
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (end != s.c_str() + s.size()) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<Location> pair_of(const Json& obj) {
+  if (!obj.is_object()) return std::nullopt;
+  auto lat = obj.find("lat");
+  auto lon = obj.find("lon");
+  if (lat == obj.end() || lon == obj.end()) return std::nullopt;
+  auto a = number_of(*lat), o = number_of(*lon);
+  if (!a || !o || !std::isfinite(*a) || !std::isfinite(*o)) return std::nullopt;
+  if (*a < -90 || *a > 90 || *o < -180 || *o > 180) return std::nullopt;
+  return Location{*a, *o};
+}
+
+}  // namespace
+
+std::optional<Location> location_of(const Json& attributes) {
+  if (!attributes.is_object()) return std::nullopt;
+  if (auto it = attributes.find("location"); it != attributes.end()) {
+    if (auto l = pair_of(*it)) return l;
+  }
+  return pair_of(attributes);
+}
+
+}  // namespace outpost::core
