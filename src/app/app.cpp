@@ -43,6 +43,8 @@ struct ConfigFlags {
   std::string config_file;
   std::string data_dir;
   std::string listen;
+  std::string udp_listen;
+  std::string mqtt_url;
   std::string log_level;
   bool simulate = false;
   std::vector<std::string> sets;  // --set section.key=value
@@ -55,6 +57,9 @@ void add_config_flags(CLI::App& cmd, ConfigFlags& f, bool server_flags) {
     cmd.add_option("--listen", f.listen,
                    "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks one)");
     cmd.add_flag("--simulate", f.simulate, "Force simulated hardware");
+    cmd.add_option("--udp-listen", f.udp_listen,
+                   "HOST:PORT for FIWARE device packets (default 127.0.0.1:44446), or off");
+    cmd.add_option("--mqtt-url", f.mqtt_url, "Broker of AstroPlant kits: mqtt://HOST:PORT or mqtts://HOST:PORT");
   }
   cmd.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off");
   cmd.add_option("--set", f.sets,
@@ -84,6 +89,8 @@ core::Result<config::Config> load_config(const ConfigFlags& f) {
   }
   if (auto s = set("store", "data_dir", f.data_dir, "--data-dir"); !s) return s;
   if (auto s = set("server", "listen", f.listen, "--listen"); !s) return s;
+  if (auto s = set("udp", "listen", f.udp_listen, "--udp-listen"); !s) return s;
+  if (auto s = set("mqtt", "url", f.mqtt_url, "--mqtt-url"); !s) return s;
   if (auto s = set("log", "level", f.log_level, "--log-level"); !s) return s;
   if (f.simulate) cfg.hw.simulate = true;
   if (auto s = config::validate(cfg); !s) return s;

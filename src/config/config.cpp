@@ -292,6 +292,42 @@ const std::vector<KeyDef>& defs() {
     v.push_back(int_key<unsigned>({"servo", "max_pulse_ns", "integer", "pulse at +90 degrees, nanoseconds"},
                                   FIELD(servo.max_pulse_ns), 1'000, 100'000'000));
     v.push_back(double_key({"servo", "max_speed", "number", "degrees per second; 0 moves at once"}, FIELD(servo.max_speed), 0, 100'000));
+
+    v.push_back(duration_key({"hub", "offline_after", "duration", "a device silent this long is marked offline"},
+                             FIELD(hub.offline_after), ms(1'000), hours(24 * 365)));
+    v.push_back(duration_key({"hub", "command_timeout", "duration", "a command not answered in this time is timed out"},
+                             FIELD(hub.command_timeout), ms(10), hours(1)));
+    v.push_back(int_key<size_t>({"hub", "max_devices", "integer", "reports from further new devices are dropped"},
+                                FIELD(hub.max_devices), 1, 100'000'000));
+    v.push_back(bool_key({"hub", "anonymous_read", "boolean", "FIWARE routes and the WebSocket readable without a key"},
+                         FIELD(hub.anonymous_read)));
+    v.push_back(string_key({"hub", "fiware_cors_origin", "string", "Access-Control-Allow-Origin of FIWARE answers; empty for none"},
+                           FIELD(hub.fiware_cors_origin), {}, true));
+
+    v.push_back(string_key({"udp", "listen", "string", "HOST:PORT for FIWARE device packets, or off"}, FIELD(udp.listen), {}, false));
+    v.push_back(int_key<size_t>({"udp", "max_datagram", "integer", "larger datagrams are dropped"},
+                                FIELD(udp.max_datagram), 64, 65'507));
+    v.push_back(int_key<size_t>({"udp", "max_decompressed", "integer", "bytes a gzip payload may inflate to"},
+                                FIELD(udp.max_decompressed), 64, 16 * kMiB));
+    v.push_back(int_key<size_t>({"udp", "receive_buffer", "integer", "socket receive buffer (SO_RCVBUF), bytes"},
+                                FIELD(udp.receive_buffer), 4096, 1024 * kMiB));
+    v.push_back(bool_key({"udp", "require_key", "boolean", "packets must carry a valid device key"}, FIELD(udp.require_key)));
+
+    v.push_back(string_key({"mqtt", "url", "string", "broker for AstroPlant kits: mqtt://HOST:PORT or mqtts://HOST:PORT; empty for none"},
+                           FIELD(mqtt.url), {}, true));
+    v.push_back(string_key({"mqtt", "username", "string", "broker user name"}, FIELD(mqtt.username), {}, true));
+    v.push_back(string_key({"mqtt", "password", "string", "broker password"}, FIELD(mqtt.password), {}, true));
+    v.push_back(string_key({"mqtt", "client_id", "string", "client id; default outpost-<device id>"}, FIELD(mqtt.client_id), {}, true));
+    v.push_back(string_key({"mqtt", "ca_file", "string", "CA certificates for mqtts://; default the system's"}, FIELD(mqtt.ca_file), {}, true));
+    v.push_back(duration_key({"mqtt", "keepalive", "duration", "MQTT keepalive"}, FIELD(mqtt.keepalive), ms(5'000), hours(1)));
+    v.push_back(duration_key({"mqtt", "reconnect_max_backoff", "duration", "a lost broker is retried with backoff up to this"},
+                             FIELD(mqtt.reconnect_max_backoff), ms(100), hours(1)));
+
+    v.push_back(int_key<size_t>({"ws", "max_clients", "integer", "WebSocket clients at once; more get 503"}, FIELD(ws.max_clients), 1, 1'000'000));
+    v.push_back(int_key<size_t>({"ws", "send_queue", "integer", "messages queued per WebSocket client before it is closed"},
+                                FIELD(ws.send_queue), 1, 1'000'000));
+    v.push_back(int_key<size_t>({"ws", "max_message", "integer", "bytes of a client message; larger closes the connection"},
+                                FIELD(ws.max_message), 128, 16 * kMiB));
     return v;
   }();
   return d;
@@ -424,6 +460,15 @@ Status validate(const Config& cfg) {
   if (cfg.servo.min_pulse_ns >= cfg.servo.max_pulse_ns || cfg.servo.max_pulse_ns > cfg.servo.period_ns)
     return Status::invalid("servo: need min_pulse_ns < max_pulse_ns <= period_ns");
   if (cfg.motion.blur % 2 == 0) return Status::invalid("motion.blur: must be odd");
+  if (cfg.udp.listen != "off" && !parse_host_port(cfg.udp.listen))
+    return Status::invalid(fmt::format("udp.listen: '{}' is not HOST:PORT or off", cfg.udp.listen));
+  if (!cfg.mqtt.url.empty()) {
+    std::string_view u = cfg.mqtt.url;
+    size_t scheme = u.find("://");
+    std::string_view sch = scheme == std::string_view::npos ? std::string_view() : u.substr(0, scheme);
+    if ((sch != "mqtt" && sch != "mqtts") || !parse_host_port(std::string(u.substr(scheme + 3))))
+      return Status::invalid(fmt::format("mqtt.url: '{}' is not mqtt://HOST:PORT or mqtts://HOST:PORT", cfg.mqtt.url));
+  }
   return Status::ok();
 }
 

@@ -121,6 +121,42 @@ struct ServoConfig {
   double max_speed = 0;              // degrees per second; 0 = move at once
 };
 
+struct HubConfig {
+  milliseconds offline_after{5LL * 60'000};  // a device silent this long is marked offline
+  milliseconds command_timeout{5'000};       // a command without an answer in this time: timed out
+  size_t max_devices = 1'000'000;            // reports from further new devices are dropped
+  // Anonymous read access to the FIWARE routes (GET /?action=...) and the WebSocket, so seed
+  // 004's clients work unchanged; off by default.
+  bool anonymous_read = false;
+  std::string fiware_cors_origin = "*";      // Access-Control-Allow-Origin of the FIWARE answers; "" = none
+};
+
+struct UdpConfig {
+  std::string listen = "127.0.0.1:44446";  // HOST:PORT of FIWARE device packets; "off" = no UDP
+  size_t max_datagram = 65'507;            // bytes; larger datagrams are dropped (too large)
+  size_t max_decompressed = 64 * 1024;     // bytes a gzip payload may inflate to
+  size_t receive_buffer = 4 << 20;         // SO_RCVBUF, bytes (the kernel may cap it)
+  // When set, a packet must carry "api_key" (a key of the device, see `outpost keys create
+  // --device`) next to "dataformat_version"; others are dropped (unauthorized).
+  bool require_key = false;
+};
+
+struct MqttConfig {
+  std::string url;                      // "mqtt://HOST:PORT" or "mqtts://HOST:PORT"; "" = no MQTT
+  std::string username;
+  std::string password;
+  std::string client_id;                // default "outpost-<device id>"
+  std::string ca_file;                  // for mqtts://; default: the system's CA store
+  milliseconds keepalive{30'000};
+  milliseconds reconnect_max_backoff{30'000};
+};
+
+struct WsConfig {
+  size_t max_clients = 2'000;        // further upgrades get 503
+  size_t send_queue = 256;           // messages queued per client; a client over it is closed (1008)
+  size_t max_message = 64 * 1024;    // bytes of a client message; larger closes the connection (1009)
+};
+
 struct Config {
   ServerConfig server;
   LogConfig log;
@@ -133,6 +169,10 @@ struct Config {
   MotionConfig motion;
   FaceConfig face;
   ServoConfig servo;
+  HubConfig hub;
+  UdpConfig udp;
+  MqttConfig mqtt;
+  WsConfig ws;
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.
