@@ -5,6 +5,7 @@
 // document all come from that table, so a route cannot exist undocumented or unprotected.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
 #include <chrono>
 #include <boost/beast/http/string_body.hpp>
@@ -102,6 +103,23 @@ using Handler = std::function<Response(Request&)>;
 using Reply = std::function<void(Response)>;
 using AsyncHandler = std::function<void(Request&, Reply)>;
 
+// A WebSocket opening handshake (RFC 6455: a GET with "Upgrade: websocket") that reached a
+// route with `upgrade` set. The connection is handed over: from then on the server no longer
+// counts, times or closes it; its new owner answers the handshake and does all of that.
+// A request that carries a credential (an Authorization, X-API-Key or access_token header, or
+// an access_token query parameter) is authenticated first: a wrong one gets the route's 401
+// and no upgrade. One without any credential is handed over with no principal: the owner
+// decides (it may accept a credential in the first message, or close).
+struct Upgrade {
+  RawRequest request;
+  boost::asio::ip::tcp::socket socket;  // on the connection's io thread
+  std::string client;                   // peer address
+  std::string path;                     // the target before '?', not decoded
+  std::string query;                    // after '?', not decoded
+  std::optional<auth::Principal> principal;
+};
+using UpgradeHandler = std::function<void(Upgrade)>;
+
 // OpenAPI description of one operation.
 struct ParamDoc {
   std::string name;
@@ -141,6 +159,11 @@ struct Route {
   std::function<core::Result<auth::Principal>(const Request&)> query_auth;
   // Used instead of `handler` when set.
   AsyncHandler async_handler;
+  // WebSocket handshakes on this route go here instead of the handler (see Upgrade).
+  UpgradeHandler upgrade;
+  // When set and true for a request, that request needs no credential (an operator's
+  // "anonymous read" switch for one kind of request on a shared path).
+  std::function<bool(const Request&)> public_when;
 };
 
 // The route table. Not thread-safe while routes are added; read-only (and thread-safe) after.

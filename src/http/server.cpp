@@ -28,6 +28,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -388,7 +389,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
     const Route& route = *m.route;
     Request request{req, path, query, std::move(m.params), client_, std::nullopt};
-    if (route.access != Access::kPublic) {
+    if (route.upgrade && beast::websocket::is_upgrade(req)) return hand_over(route, request, path, query, origin);
+    if (route.access != Access::kPublic && !(route.public_when && route.public_when(request))) {
       std::string_view credential = credential_of(req);
       auto who = credential.empty() && route.query_auth ? route.query_auth(request)
                                                         : server_.auth_.authenticate(credential);
@@ -435,6 +437,33 @@ class Session : public std::enable_shared_from_this<Session> {
       r = problem(500, "internal error");
     }
     write(with_cors(std::move(r), origin), keep_alive, head);
+  }
+
+  // A WebSocket handshake: authenticate what credential it carries, then give the socket away.
+  void hand_over(const Route& route, Request& request, std::string_view path, std::string_view query,
+                 std::string_view origin) {
+    std::optional<auth::Principal> principal;
+    std::string_view credential = credential_of(request.raw);
+    std::optional<std::string> from_query;
+    if (credential.empty()) {
+      from_query = request.query_param("access_token");
+      if (from_query) credential = *from_query;
+    }
+    if (!credential.empty()) {
+      auto who = server_.auth_.authenticate(credential);
+      if (!who) return write(with_cors(auth_failure(route, who.status().message(), false), origin), false, false);
+      principal = std::move(*who);
+    }
+    status_ = 101;
+    if (server_.access_log_) log_access(std::chrono::duration<double>(SteadyClock::now() - started_).count());
+    Upgrade up{parser_->release(), tcp::socket(std::move(socket_)), client_, std::string(path), std::string(query),
+               std::move(principal)};
+    phase_ = Phase::kClosed;  // the socket is gone; nothing of this session may touch it again
+    try {
+      route.upgrade(std::move(up));
+    } catch (const std::exception& e) {
+      spdlog::error("upgrade {} threw: {}", route.pattern, e.what());
+    }
   }
 
   static Response auth_failure(const Route& route, const std::string& why, bool scope) {
