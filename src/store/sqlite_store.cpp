@@ -112,6 +112,18 @@ constexpr const char* kQueryNewest =
 constexpr const char* kQueryOldest =
     "SELECT ts, value, text FROM readings WHERE series = ?1 AND ts BETWEEN ?2 AND ?3"
     " ORDER BY ts ASC LIMIT ?4";
+constexpr const char* kQueryBucketsNewest =
+    "SELECT (ts / ?5) * ?5 AS b, count(value), avg(value), min(value), max(value) FROM readings"
+    " WHERE series = ?1 AND ts BETWEEN ?2 AND ?3 AND value IS NOT NULL AND value = value"
+    " GROUP BY b ORDER BY b DESC LIMIT ?4";
+constexpr const char* kQueryBucketsOldest =
+    "SELECT (ts / ?5) * ?5 AS b, count(value), avg(value), min(value), max(value) FROM readings"
+    " WHERE series = ?1 AND ts BETWEEN ?2 AND ?3 AND value IS NOT NULL AND value = value"
+    " GROUP BY b ORDER BY b ASC LIMIT ?4";
+constexpr const char* kPutDevice =
+    "INSERT INTO devices (id, doc, updated) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated = excluded.updated";
+constexpr const char* kLoadDevices = "SELECT id, doc, updated FROM devices ORDER BY id";
 constexpr const char* kFindKey =
     "SELECT id, name, scope, hash, created, revoked FROM keys WHERE id = ?1";
 constexpr const char* kListKeys =
@@ -430,6 +442,86 @@ class SqliteStore final : public Store {
   }
 
   uint64_t readings_count() const override { return shared_->readings.load(); }
+
+  Result<std::vector<Bucket>> query_buckets(const ReadingQuery& q, std::chrono::microseconds width) const override {
+    if (width.count() <= 0) return Status::invalid("bucket width must be positive");
+    int64_t from = q.from ? std::max<int64_t>(0, core::to_micros(*q.from)) : 0;  // buckets from the epoch on
+    int64_t to = q.to ? core::to_micros(*q.to) : kMaxTs;
+    if (q.from && q.to && *q.from > *q.to) return Status::invalid("query: 'from' is after 'to'");
+    std::vector<Bucket> out;
+    if (q.limit == 0 || from > to) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    int64_t series;
+    {
+      auto st = (*lease)->prepare(kSeriesByName);
+      if (!st) return st.status();
+      StmtLease& s = *st;
+      s->bind_text(1, q.device);
+      s->bind_text(2, q.sensor);
+      int rc = s->step();
+      if (rc == SQLITE_DONE) return out;
+      if (rc != SQLITE_ROW) return (*lease)->error(rc, "query series");
+      series = s->int64(0);
+    }
+    auto st = (*lease)->prepare(q.newest ? kQueryBucketsNewest : kQueryBucketsOldest);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind(1, series);
+    s->bind(2, from);
+    s->bind(3, to);
+    s->bind(4, static_cast<int64_t>(std::min<uint64_t>(q.limit, kMaxTs)));
+    s->bind(5, static_cast<int64_t>(width.count()));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      Bucket& b = out.emplace_back();
+      b.start = core::from_micros(s->int64(0));
+      b.count = static_cast<uint64_t>(s->int64(1));
+      b.mean = s->real(2);
+      b.min = s->real(3);
+      b.max = s->real(4);
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query buckets");
+    if (q.newest) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  Status put_devices(const std::vector<StoredDevice>& devices) override {
+    for (const auto& d : devices) {
+      if (d.id.empty()) return Status::invalid("a device needs an id");
+    }
+    if (devices.empty()) return Status::ok();
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(kPutDevice);
+        if (!st) return st.status();
+        StmtLease& s = *st;
+        for (const auto& d : devices) {
+          s->reset();
+          s->bind_text(1, d.id);
+          s->bind_text(2, d.doc);
+          s->bind(3, core::to_micros(d.updated));
+          if (int rc = s->step(); rc != SQLITE_DONE) return db.error(rc, "put device");
+        }
+        return Status::ok();
+      });
+    });
+  }
+
+  Result<std::vector<StoredDevice>> load_devices() const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kLoadDevices);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    std::vector<StoredDevice> out;
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      out.push_back({s->text(0), s->text(1), core::from_micros(s->int64(2))});
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "load devices");
+    return out;
+  }
 
   void append_event(core::Event e, EventDone done) override {
     auto refuse = [&](Status s) {

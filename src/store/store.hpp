@@ -78,6 +78,22 @@ struct EventQuery {
   std::optional<int64_t> before_id{};
 };
 
+// A device of the hub's registry as stored: its id and a JSON document the hub owns (the store
+// does not parse it).
+struct StoredDevice {
+  std::string id;
+  std::string doc;
+  core::TimePoint updated;
+};
+
+// Readings of one series grouped in buckets of `width` (aligned to the epoch): count, mean,
+// min and max of the numeric readings in each.
+struct Bucket {
+  core::TimePoint start;
+  uint64_t count = 0;
+  double mean = 0, min = 0, max = 0;
+};
+
 struct Health {
   bool ok = false;     // open, writer running, last write transaction succeeded
   std::string detail;  // "ok", or what is wrong and since when
@@ -175,6 +191,17 @@ class Store {
   // On failure *current is left alone.
   virtual core::Status put_setting_if_absent(const std::string& name, const std::string& value,
                                              std::string* current) = 0;
+
+  // Readings of q's series in buckets of `width` (> 0), ascending by start; q.limit counts
+  // buckets (the newest ones when q.newest). Non-numeric readings and NaNs are left out; a
+  // bucket with none has no entry.
+  virtual core::Result<std::vector<Bucket>> query_buckets(const ReadingQuery& q,
+                                                          std::chrono::microseconds width) const = 0;
+
+  // Devices of the hub: synchronous upsert by id (committed on return, after what was queued
+  // before), and every stored device. An empty id is Status::invalid.
+  virtual core::Status put_devices(const std::vector<StoredDevice>& devices) = 0;
+  virtual core::Result<std::vector<StoredDevice>> load_devices() const = 0;
 
   // Returns when everything queued before the call has been committed or has failed (failures
   // are reported to the `done` callbacks; flush itself only fails if the store is closed).

@@ -784,8 +784,8 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
 
   auto store = open();
   ASSERT_TRUE(store);
-  EXPECT_EQ(sql_value("PRAGMA user_version"), "2");
-  EXPECT_EQ(detail::kSchemaVersion, 2);
+  EXPECT_EQ(sql_value("PRAGMA user_version"), "3");
+  EXPECT_EQ(detail::kSchemaVersion, 3);
   // Version 1's data, as it was.
   EXPECT_EQ(store->readings_count(), 1u);
   auto temp = store->query({.device = "d", .sensor = "temp"});
@@ -811,12 +811,15 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
   auto id = store->append_event_sync(event("d", "online", kBase));
   ASSERT_TRUE(id.is_ok()) << id.status().to_string();
   EXPECT_EQ(*id, 1);
+
+  // ...and version 3's devices table.
+  EXPECT_TRUE(store->load_devices()->empty());
   store->close();
 
   // Migrated once: a second open changes nothing.
   store = open();
   ASSERT_TRUE(store);
-  EXPECT_EQ(sql_value("PRAGMA user_version"), "2");
+  EXPECT_EQ(sql_value("PRAGMA user_version"), "3");
   EXPECT_EQ(store->readings_count(), 2u);
   EXPECT_EQ(store->events_count(), 1u);
   EXPECT_EQ(**store->get_setting("house_id"), "h1");
@@ -1282,6 +1285,61 @@ TEST_F(StoreTest, ThroughputSanity) {
       "[ throughput ] %d readings over 4 series, batch_max %zu, synchronous=%s: "
       "%.3f s, %.0f rows/s\n",
       kRows, cfg_.batch_max, cfg_.synchronous.c_str(), secs, kRows / secs);
+}
+
+TEST_F(StoreTest, DevicesUpsertAndLoadAcrossReopen) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->load_devices()->empty());
+  ASSERT_TRUE(store->put_devices({{"b", R"({"v":1})", core::from_micros(kBase)},
+                                  {"a", R"({"v":2})", core::from_micros(kBase)}}));
+  ASSERT_TRUE(store->put_devices({{"b", R"({"v":3})", core::from_micros(kBase + kSecond)}}));
+  EXPECT_EQ(store->put_devices({{"", "{}", core::from_micros(kBase)}}).code(), core::Code::kInvalid);
+  store->close();
+  store = open();
+  ASSERT_TRUE(store);
+  auto devices = store->load_devices();
+  ASSERT_TRUE(devices.is_ok()) << devices.status().to_string();
+  ASSERT_EQ(devices->size(), 2u);
+  EXPECT_EQ((*devices)[0].id, "a");
+  EXPECT_EQ((*devices)[1].id, "b");
+  EXPECT_EQ((*devices)[1].doc, R"({"v":3})");
+  EXPECT_EQ(core::to_micros((*devices)[1].updated), kBase + kSecond);
+}
+
+TEST_F(StoreTest, BucketsGiveCountMeanMinMaxPerAlignedWindow) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  // 120 readings a second apart from a whole minute: two full minutes, values 0..119.
+  int64_t start = (kBase / (60 * kSecond)) * 60 * kSecond;
+  auto rows = series_rows("dev", "temp", start, 120);
+  rows.push_back(reading("dev", "temp", start + 150 * kSecond, std::nan("")));  // left out
+  Reading text = reading("dev", "temp", start + 151 * kSecond, 0);
+  text.text = "[1,2,3]";  // left out
+  rows.push_back(text);
+  ASSERT_TRUE(store->append_sync(rows));
+  auto b = store->query_buckets({.device = "dev", .sensor = "temp", .limit = 10}, std::chrono::minutes(1));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  ASSERT_EQ(b->size(), 2u);
+  EXPECT_EQ(core::to_micros((*b)[0].start), start);
+  EXPECT_EQ((*b)[0].count, 60u);
+  EXPECT_DOUBLE_EQ((*b)[0].mean, 29.5);
+  EXPECT_DOUBLE_EQ((*b)[0].min, 0);
+  EXPECT_DOUBLE_EQ((*b)[0].max, 59);
+  EXPECT_DOUBLE_EQ((*b)[1].mean, 89.5);
+  // The newest bucket only, and a range.
+  auto last = store->query_buckets({.device = "dev", .sensor = "temp", .limit = 1}, std::chrono::minutes(1));
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].max, 119);
+  auto ranged = store->query_buckets({.device = "dev", .sensor = "temp", .from = core::from_micros(start + 30 * kSecond),
+                                      .to = core::from_micros(start + 89 * kSecond)},
+                                     std::chrono::minutes(1));
+  ASSERT_EQ(ranged->size(), 2u);
+  EXPECT_EQ((*ranged)[0].count, 30u);
+  EXPECT_EQ((*ranged)[1].count, 30u);
+  EXPECT_EQ(store->query_buckets({.device = "dev", .sensor = "temp"}, std::chrono::microseconds(0)).status().code(),
+            core::Code::kInvalid);
+  EXPECT_TRUE(store->query_buckets({.device = "nope", .sensor = "temp"}, std::chrono::minutes(1))->empty());
 }
 
 }  // namespace

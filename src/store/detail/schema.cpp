@@ -93,6 +93,14 @@ CREATE INDEX events_by_ts ON events (ts);
 CREATE INDEX events_by_kind ON events (kind, ts);
 CREATE INDEX events_by_device ON events (device, ts);
 )sql"},
+    // Version 3: the hub's devices, one JSON document each, written behind the registry.
+    {3, R"sql(
+CREATE TABLE devices (
+  id      TEXT PRIMARY KEY,
+  doc     TEXT NOT NULL,
+  updated INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
