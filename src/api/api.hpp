@@ -13,6 +13,7 @@
 #include "edge/edge.hpp"
 #include "hw/hw.hpp"
 #include "http/http.hpp"
+#include "hub/hub.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
 
@@ -66,6 +67,10 @@ struct Deps {
   std::function<void(std::function<void()>)> run_blocking;
   // Called with the name of every snapshot saved, for upload (the edge pipeline's outbox).
   std::function<void(const std::string&)> on_snapshot_saved;
+  // The hub (devices, commands); null when it is off.
+  hub::Hub* hub = nullptr;
+  // WebSocket handshakes on / (the live event stream); empty when off.
+  http::UpgradeHandler ws_upgrade;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.
@@ -74,7 +79,18 @@ void register_device_routes(http::Router& router, Deps& deps);
 void register_raspap_routes(http::Router& router, Deps& deps);
 // GET /api/health, GET /metrics, GET /openapi.json, GET /docs[/...].
 void register_service_routes(http::Router& router, Deps& deps);
-// Seed 000: /, /motion, /face, /angle, /video_feed, /stream, /snapshot, /signup, /login.
+// GET / (seed 000's hello, seed 004's FIWARE queries, WebSocket handshakes) and POST / (FIWARE
+// update).
+void register_root_routes(http::Router& router, Deps& deps);
+// GET /api/devices[/{id}[/readings]], POST /api/devices/{id}/commands, GET /api/commands/{id},
+// and AstroPlant's GET /kits[/{id}[/data]]. Nothing when the hub is off.
+void register_device_hub_routes(http::Router& router, Deps& deps);
+// A device in the native API's shape.
+nlohmann::ordered_json device_json(const core::Device& d);
+// Seed 000's GET / answer.
+http::Response seed000_hello();
+
+// Seed 000: /motion, /face, /angle, /video_feed, /stream, /snapshot, /signup, /login.
 void register_seed000_routes(http::Router& router, Deps& deps);
 // GET /api/events, GET/DELETE /api/snapshots[/{name}].
 void register_camera_routes(http::Router& router, Deps& deps);

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <iterator>
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "config/config.hpp"
 #include "edge/edge.hpp"
 #include "http/http.hpp"
+#include "hub/hub.hpp"
 #include "hw/hw.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
@@ -129,6 +131,69 @@ core::Result<std::unique_ptr<store::Store>> open_store(const config::Config& cfg
   return std::move(store.value());
 }
 
+// This board as a device of the hub: its actuators (the LED, the servo) and no sensors yet
+// (the collector's first sample brings them).
+core::DeviceReport board_report(const std::string& device_id, hw::Board& board) {
+  core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
+  r.attributes = core::Json{{"name", device_id}, {"simulated", board.simulated}};
+  core::Actuator led;
+  led.actions = core::Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
+  led.attributes = {{"name", "led"}, {"type", "led"}};
+  core::Actuator servo;
+  servo.actions = core::Json::array({{{"parameter", "angle"}, {"primitive", "double"}, {"unit", "deg"}}});
+  servo.attributes = {{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
+  r.actuators = std::vector<core::Actuator>{led, servo};
+  return r;
+}
+
+// A command to this board: led (state: on, off, toggle, true, false, 1, 0) or servo (angle:
+// -90..90). Invalid for anything else (the client gets 400 and nothing is recorded).
+core::Status command_board(hw::Board& board, const hub::Command& c, hub::Delivery& out) {
+  const core::Json& v = c.value;
+  if (c.target == "led") {
+    if (c.parameter != "state" && c.parameter != "action")
+      return core::Status::invalid(fmt::format("led has parameter 'state', not '{}'", c.parameter));
+    std::string want = v.is_string() ? v.get<std::string>() : v.is_boolean() ? (v.get<bool>() ? "on" : "off")
+                       : v.is_number() ? (v.get<double>() != 0 ? "on" : "off") : "";
+    if (want == "1" || want == "true") want = "on";
+    if (want == "0" || want == "false") want = "off";
+    core::Result<bool> state = false;
+    if (want == "on" || want == "off") {
+      if (auto s = board.led->set(want == "on"); !s) return s;
+      state = want == "on";
+    } else if (want == "toggle") {
+      state = board.led->toggle();
+      if (!state) return state.status();
+    } else {
+      return core::Status::invalid(fmt::format("led state must be on, off or toggle, got {}", v.dump()));
+    }
+    out.done = true;
+    out.detail = *state ? "led on" : "led off";
+    return core::Status::ok();
+  }
+  if (c.target == "servo") {
+    if (c.parameter != "angle") return core::Status::invalid(fmt::format("servo has parameter 'angle', not '{}'", c.parameter));
+    double angle = 0;
+    if (v.is_number()) {
+      angle = v.get<double>();
+    } else if (v.is_string()) {
+      auto text = v.get<std::string>();
+      char* end = nullptr;
+      angle = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size()) return core::Status::invalid("servo angle must be a number");
+    } else {
+      return core::Status::invalid("servo angle must be a number");
+    }
+    if (!std::isfinite(angle) || angle < -90 || angle > 90)
+      return core::Status::invalid(fmt::format("servo angle must be within -90..90, got {}", v.dump()));
+    if (auto s = board.servo->set_angle(angle); !s) return s;
+    out.done = true;
+    out.detail = fmt::format("servo at {} deg", angle);
+    return core::Status::ok();
+  }
+  return core::Status::invalid(fmt::format("this board has no '{}': its actuators are led (state) and servo (angle)", c.target));
+}
+
 int serve(const ConfigFlags& flags) {
   // Signals are taken by one thread with sigwait, so they are blocked everywhere else: before
   // any thread starts (spdlog's flusher, the store's writer), which inherit the mask.
@@ -199,6 +264,24 @@ int serve(const ConfigFlags& flags) {
 
   edge::Collector collector(cfg.collector, device_id, board, **store, metrics, record_event);
 
+  // The hub: every device's reports meet here, this board's included (the collector stores its
+  // samples itself; the hub keeps the latest values and publishes them).
+  hub::Hub hub(cfg.hub, **store, bus, metrics, record_event);
+  if (auto s = hub.load(); !s) return fail(s);
+  hub.observe(board_report(device_id, board));
+  collector.on_stored([&hub, device_id](const std::vector<core::Reading>& rs) {
+    core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
+    for (const auto& x : rs) {
+      core::Sensor s{.id = x.sensor, .attributes = {{"type", x.sensor}}};
+      s.value = core::SensorValue{x.unit, "double", x.ts, std::isfinite(x.value) ? core::Json(x.value) : core::Json()};
+      r.sensors.push_back(std::move(s));
+    }
+    hub.observe(std::move(r));
+  });
+  hub.set_sender(core::Transport::kLocal, [&board](const core::Device&, const hub::Command& c, hub::Delivery& out) {
+    return command_board(board, c, out);
+  });
+
   // Camera events go through record_event too: stored, then published on the bus.
   camera::SnapshotStore snapshots(
       (std::filesystem::path(cfg.store.data_dir) / "snapshots").string(),
@@ -259,13 +342,16 @@ int serve(const ConfigFlags& flags) {
                  .record_event = record_event,
                  .run_blocking = [&blocking](std::function<void()> fn) {
                    boost::asio::post(blocking, std::move(fn));
-                 }};
+                 },
+                 .hub = &hub};
   http::Router router;
   api::register_service_routes(router, deps);
   api::register_device_routes(router, deps);
   api::register_raspap_routes(router, deps);
+  api::register_root_routes(router, deps);
   api::register_seed000_routes(router, deps);
   api::register_camera_routes(router, deps);
+  api::register_device_hub_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
@@ -293,6 +379,7 @@ int serve(const ConfigFlags& flags) {
         return;
       }
       auth.refresh();
+      hub.tick(core::now());
     }
   });
   server.run();
@@ -302,6 +389,7 @@ int serve(const ConfigFlags& flags) {
   if (cam) cam->stop();
   blocking.join();
   collector.stop();
+  hub.tick(core::now());  // writes the devices changed since the last tick
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();
   spdlog::info("stopped");

@@ -46,8 +46,16 @@ void Collector::run() {
 }
 
 void Collector::append(std::vector<core::Reading> rs) {
-  store_.append(std::move(rs), [this](core::Status s) {
-    if (!s) errors_.inc();  // the store logs the failure itself, once while it lasts
+  if (!on_stored_) {
+    store_.append(std::move(rs), [this](core::Status s) {
+      if (!s) errors_.inc();  // the store logs the failure itself, once while it lasts
+    });
+    return;
+  }
+  auto copy = rs;
+  store_.append(std::move(rs), [this, copy = std::move(copy)](core::Status s) {
+    if (!s) return errors_.inc();  // the store logs the failure itself, once while it lasts
+    on_stored_(copy);
   });
 }
 

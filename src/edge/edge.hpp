@@ -31,6 +31,10 @@ class Collector {
             core::Registry& metrics, std::function<void(core::Event)> record_event);
   ~Collector();
 
+  // Called (on the store's writer thread) with each sample once it is committed; for the hub,
+  // which keeps the board's latest values and publishes them. Set before start().
+  void on_stored(std::function<void(const std::vector<core::Reading>&)> fn) { on_stored_ = std::move(fn); }
+
   void start();
   void stop();
   // Takes one sample now (also used by tests); returns once it is queued for the store.
@@ -45,6 +49,7 @@ class Collector {
   hw::Board& board_;
   store::Store& store_;
   std::function<void(core::Event)> record_event_;
+  std::function<void(const std::vector<core::Reading>&)> on_stored_;
   core::Counter& samples_;
   core::Counter& errors_;
   bool thermal_failing_ = false;

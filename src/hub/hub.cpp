@@ -263,7 +263,7 @@ void Hub::set_sender(core::Transport t, Sender s) {
 }
 
 core::Result<Command> Hub::submit(const std::string& device, const std::string& target, const std::string& parameter,
-                                  Json value, const std::string& who) {
+                                  Json value, const std::string& who, std::string raw) {
   if (target.empty()) return Status::invalid("'target' is required: the actuator or sensor to command");
   if (parameter.empty()) return Status::invalid("'parameter' is required");
   auto d = registry_.get(device);
@@ -288,6 +288,7 @@ core::Result<Command> Hub::submit(const std::string& device, const std::string& 
     c.parameter = parameter;
     c.value = std::move(value);
     c.who = who;
+    c.raw = std::move(raw);
     c.created = c.updated = core::now();
     commands_.emplace(c.id, c);
     command_order_.push_back(c.id);
@@ -316,10 +317,18 @@ core::Result<Command> Hub::submit(const std::string& device, const std::string& 
   auto it = commands_.find(c.id);
   if (it == commands_.end()) return c;
   Command& live = it->second;
+  if (sent.code() == core::Code::kInvalid) {
+    // The transport refused the command itself (an unknown actuator, a value out of range):
+    // the client's mistake, not an outcome; it is not kept.
+    commands_.erase(it);
+    return sent;
+  }
   if (!sent) {
     finish(live, CommandState::kFailed, sent.message());
   } else if (delivery.done) {
     finish(live, CommandState::kAcknowledged, delivery.detail);
+  } else if (!live.raw.empty()) {
+    finish(live, CommandState::kSent, "forwarded; the device cannot answer a FIWARE update");
   } else if (live.state == CommandState::kQueued) {  // an answer may have come already
     live.state = CommandState::kSent;
     live.updated = core::now();
@@ -342,7 +351,8 @@ void Hub::finish(Command& c, CommandState st, std::string detail) {
 void Hub::ack(const core::CommandAck& a, const std::string& from) {
   std::lock_guard lk(mu_);
   auto it = commands_.find(a.command_id);
-  if (it == commands_.end() || (it->second.state != CommandState::kSent && it->second.state != CommandState::kQueued)) {
+  if (it == commands_.end() || !it->second.raw.empty() ||
+      (it->second.state != CommandState::kSent && it->second.state != CommandState::kQueued)) {
     m_->acks_ignored.inc();
     return;
   }
@@ -369,7 +379,7 @@ void Hub::tick(core::TimePoint now) {
   {
     std::lock_guard lk(mu_);
     for (auto& [id, c] : commands_) {
-      if (c.state == CommandState::kSent && now - c.updated >= cfg_.command_timeout) {
+      if (c.state == CommandState::kSent && c.raw.empty() && now - c.updated >= cfg_.command_timeout) {
         finish(c, CommandState::kTimedOut, fmt::format("no answer within {} ms", cfg_.command_timeout.count()));
       }
     }

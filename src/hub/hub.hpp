@@ -102,10 +102,15 @@ struct Command {
   core::TimePoint created, updated;
   CommandState state = CommandState::kQueued;
   std::string detail;     // what the device answered, or what went wrong
+  // A FIWARE forward (POST / of seed 004): these exact bytes go to the device, which has no way
+  // to answer; "sent" is then its final state (no time-out).
+  std::string raw;
 };
 
 // Carries a command to a device over its transport. Returns when it is handed over (sent);
 // a transport that knows the outcome at once (the local board) sets *done with the outcome.
+// Status::invalid refuses the command itself (unknown actuator, bad value): submit() returns
+// that error and keeps nothing; any other error is the command's failure.
 // Called on the submitting thread; must not block for long.
 struct Delivery {
   bool done = false;  // the outcome is known: acknowledged when ok
@@ -143,7 +148,7 @@ class Hub {
   // address or its transport has no sender, invalid for an empty target or parameter. The
   // command is recorded (see command()) and its outcome becomes a "command" event.
   core::Result<Command> submit(const std::string& device, const std::string& target, const std::string& parameter,
-                               core::Json value, const std::string& who);
+                               core::Json value, const std::string& who, std::string raw = {});
   std::optional<Command> command(const std::string& id) const;
 
   // Offline marking, command time-outs, and writing changed devices to the store. The app calls

@@ -105,6 +105,8 @@ json login_body_schema(bool signup) {
 
 }  // namespace
 
+Response seed000_hello() { return ok("Hello, World!"); }
+
 void register_seed000_routes(http::Router& router, Deps& deps) {
   using http::Access;
   using http::ErrorStyle;
@@ -119,9 +121,6 @@ void register_seed000_routes(http::Router& router, Deps& deps) {
                             .replies = {{200, "{\"status\": \"success\"|\"error\", \"message\": ...}", status_message}}};
   };
 
-  router.add({Verb::get, "/", Access::kRead, [](Request&) { return ok("Hello, World!"); },
-              doc("Hello, World!", "Checks that the device answers and the token is valid (seed 000)."),
-              ErrorStyle::kSeed000});
 
   router.add({Verb::get, "/motion", Access::kRead,
               [d](Request& r) {
