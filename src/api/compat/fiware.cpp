@@ -278,7 +278,8 @@ void register_root_routes(http::Router& router, Deps& deps) {
                .replies = {{200, "200 OK", nullptr, "text/plain"},
                            {400, "Missing or invalid field", {{"$ref", "#/components/schemas/Problem"}},
                             "application/problem+json"},
-                           {404, "404 NOT FOUND", nullptr, "text/plain"}}}});
+                           {404, "404 NOT FOUND", nullptr, "text/plain"}}},
+              ErrorStyle::kSeed000});  // one error style per path: / is seed 000's
 }
 
 }  // namespace outpost::api
