@@ -1,0 +1,170 @@
+// ws-fanout: the WebSocket fan-out benchmark (bench/hub/run-hub-bench). Opens N WebSocket
+// clients on Outpost's /ws, subscribes each to every reading, then sends one UDP datagram at a
+// time (a packet with one sensor: one reading) and measures, per datagram, the time from the
+// send to the moment the LAST client has received its event. Loopback only.
+//
+//   ws-fanout --http 127.0.0.1:PORT --udp 127.0.0.1:PORT --key KEY --packet FILE
+//             [--clients 1000] [--packets 200] [--interval-ms 20]
+//
+// Prints one line: "clients N packets P p50_ms X p90_ms Y p99_ms Z max_ms W lost L".
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "ws-fanout: %s\n", why.c_str());
+  std::exit(2);
+}
+
+struct Client : std::enable_shared_from_this<Client> {
+  explicit Client(net::io_context& ioc) : ws(ioc) {}
+  websocket::stream<tcp::socket> ws;
+  beast::flat_buffer buf;
+  std::atomic<uint64_t> events{0};          // reading events received
+  std::atomic<int64_t> last_ns{0};          // arrival of the latest, steady clock ns
+  std::atomic<bool> ready{false}, failed{false};
+
+  void read() {
+    ws.async_read(buf, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) {
+        self->failed = true;
+        return;
+      }
+      auto now = Clock::now().time_since_epoch().count();
+      std::string_view msg(static_cast<const char*>(self->buf.data().data()), self->buf.size());
+      if (msg.find("\"op\":\"event\"") != std::string_view::npos) {
+        self->last_ns = now;
+        self->events.fetch_add(1);
+      } else if (msg.find("subscribed") != std::string_view::npos) {
+        self->ready = true;
+      }
+      self->buf.consume(self->buf.size());
+      self->read();
+    });
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string http, udp, key, packet_file;
+  int clients = 1000, packets = 200, interval_ms = 20;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) die("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--http") http = next();
+    else if (a == "--udp") udp = next();
+    else if (a == "--key") key = next();
+    else if (a == "--packet") packet_file = next();
+    else if (a == "--clients") clients = std::atoi(next().c_str());
+    else if (a == "--packets") packets = std::atoi(next().c_str());
+    else if (a == "--interval-ms") interval_ms = std::atoi(next().c_str());
+    else die("unknown argument " + a);
+  }
+  if (clients < 1 || clients > 10'000 || packets < 1 || packets > 100'000) die("--clients 1..10000, --packets 1..100000");
+  auto split = [](const std::string& hp) {
+    size_t c = hp.rfind(':');
+    if (c == std::string::npos) die("HOST:PORT expected, got " + hp);
+    if (hp.rfind("127.", 0) != 0) die("loopback only: " + hp);
+    return std::pair{hp.substr(0, c), hp.substr(c + 1)};
+  };
+  auto [hhost, hport] = split(http);
+  auto [uhost, uport] = split(udp);
+  std::ifstream f(packet_file, std::ios::binary);
+  if (!f) die("cannot read " + packet_file);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string packet = ss.str();
+
+  net::io_context ioc;
+  tcp::resolver resolver(ioc);
+  auto endpoints = resolver.resolve(hhost, hport);
+  std::vector<std::shared_ptr<Client>> all;
+  for (int i = 0; i < clients; ++i) {
+    auto c = std::make_shared<Client>(ioc);
+    beast::error_code ec;
+    net::connect(c->ws.next_layer(), endpoints, ec);
+    if (ec) die("connect: " + ec.message());
+    c->ws.handshake(hhost + ":" + hport, "/ws?access_token=" + key, ec);
+    if (ec) die("handshake: " + ec.message());
+    c->ws.write(net::buffer(std::string(R"({"op":"subscribe","devices":"*","types":["reading"]})")), ec);
+    if (ec) die("subscribe: " + ec.message());
+    all.push_back(c);
+  }
+  for (auto& c : all) c->read();
+  std::thread io([&] { ioc.run(); });
+  auto wait_until = [&](auto pred, std::chrono::milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    while (!pred()) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return true;
+  };
+  if (!wait_until([&] { return std::all_of(all.begin(), all.end(), [](auto& c) { return c->ready.load(); }); },
+                  std::chrono::seconds(30)))
+    die("not every client got its subscription confirmed");
+
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(static_cast<uint16_t>(std::atoi(uport.c_str())));
+  inet_pton(AF_INET, uhost.c_str(), &dst.sin_addr);
+
+  std::vector<double> lat_ms;
+  int lost = 0;
+  for (int p = 0; p < packets; ++p) {
+    uint64_t want = static_cast<uint64_t>(p + 1 - lost);
+    auto t0 = Clock::now();
+    if (sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) die("sendto");
+    bool all_got = wait_until(
+        [&] { return std::all_of(all.begin(), all.end(), [&](auto& c) { return c->events.load() >= want || c->failed; }); },
+        std::chrono::seconds(2));
+    if (!all_got) {
+      ++lost;
+      continue;
+    }
+    int64_t last = 0;
+    for (auto& c : all) last = std::max(last, c->last_ns.load());
+    lat_ms.push_back(static_cast<double>(last - t0.time_since_epoch().count()) / 1e6);
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+  }
+  int failed = static_cast<int>(std::count_if(all.begin(), all.end(), [](auto& c) { return c->failed.load(); }));
+  std::sort(lat_ms.begin(), lat_ms.end());
+  auto pct = [&](double q) {
+    if (lat_ms.empty()) return -1.0;
+    return lat_ms[std::min(lat_ms.size() - 1, static_cast<size_t>(q * static_cast<double>(lat_ms.size())))];
+  };
+  std::printf("clients %d packets %zu p50_ms %.3f p90_ms %.3f p99_ms %.3f max_ms %.3f lost %d failed_clients %d\n", clients,
+              lat_ms.size(), pct(0.5), pct(0.9), pct(0.99), lat_ms.empty() ? -1.0 : lat_ms.back(), lost, failed);
+  std::fflush(stdout);
+  std::_Exit(0);  // skip closing 1,000 sockets politely
+}
