@@ -28,6 +28,7 @@
 #include "edge/edge.hpp"
 #include "http/http.hpp"
 #include "hub/hub.hpp"
+#include "mqtt/mqtt.hpp"
 #include "hw/hw.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
@@ -281,6 +282,25 @@ int serve(const ConfigFlags& flags) {
   hub.set_sender(core::Transport::kLocal, [&board](const core::Device&, const hub::Command& c, hub::Delivery& out) {
     return command_board(board, c, out);
   });
+  // AstroPlant kits over MQTT: each kit is a device; commands go out on kit-rpc/request.
+  std::unique_ptr<mqtt::KitClient> kits;
+  if (!cfg.mqtt.url.empty()) {
+    auto k = mqtt::KitClient::create(cfg.mqtt, "outpost-" + device_id,
+                                     mqtt::KitSink{.report =
+                                                       [&hub](core::DeviceReport r) {
+                                                         std::vector<core::DeviceReport> one;
+                                                         one.push_back(std::move(r));
+                                                         hub.ingest(std::move(one));
+                                                       },
+                                                   .ack = [&hub](mqtt::KitAck a) { hub.ack(a.ack, a.serial); }},
+                                     metrics);
+    if (!k) return fail(k.status());
+    kits = std::move(*k);
+    hub.set_sender(core::Transport::kMqtt, [&kits](const core::Device& d, const hub::Command& c, hub::Delivery&) {
+      return kits->send_command(d.id, c.id, c.target, c.parameter, c.value);
+    });
+    spdlog::info("mqtt: kits from {}", cfg.mqtt.url);
+  }
 
   // Camera events go through record_event too: stored, then published on the bus.
   camera::SnapshotStore snapshots(
@@ -387,6 +407,7 @@ int serve(const ConfigFlags& flags) {
   housekeeping.join();
 
   if (cam) cam->stop();
+  if (kits) kits->stop();
   blocking.join();
   collector.stop();
   hub.tick(core::now());  // writes the devices changed since the last tick

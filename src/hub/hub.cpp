@@ -43,8 +43,8 @@ std::string_view host_of(std::string_view addr) {
   return addr.substr(0, colon);
 }
 
-// A reading for the store from a sensor's value: numbers (and booleans) as numbers, anything
-// else (a 3DPoint, a string, an array) as its JSON text.
+// A reading for the store from a sensor's value: numbers (and booleans) as numbers, an
+// aggregate as its average, anything else (a 3DPoint, a string, an array) as its JSON text.
 core::Reading reading_of(const std::string& device, const core::Sensor& s) {
   core::Reading r;
   r.device = device;
@@ -58,6 +58,8 @@ core::Reading reading_of(const std::string& device, const core::Sensor& s) {
     r.value = v.get<bool>() ? 1 : 0;
   } else if (v.is_array() && v.size() == 1 && v[0].is_number()) {
     r.value = v[0].get<double>();  // a one-element array is the number
+  } else if (v.is_object() && v.contains("average") && v["average"].is_number()) {
+    r.value = v["average"].get<double>();  // an aggregate (a kit's window): its mean, for charts
   } else {
     r.text = v.dump();
     if (r.text.empty()) r.text = "null";

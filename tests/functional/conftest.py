@@ -57,7 +57,10 @@ class Server:
         self.stderr_path = Path(self.tmp.name) / "stderr.log"
 
     def start(self, timeout=30):
-        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), "--simulate", *self.args]
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), "--simulate"]
+        if not any(a.startswith("--udp-listen") or a.startswith("udp.listen") for a in self.args):
+            cmd += ["--udp-listen", "127.0.0.1:0"]  # never the fixed default port: servers run side by side
+        cmd += self.args
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         self._out = open(self.stdout_path, "w")
@@ -71,6 +74,11 @@ class Server:
                 self.host, port = self.addr.rsplit(":", 1)
                 self.port = int(port)
                 self.base = f"http://{self.addr}"
+                u = re.search(r"udp listening on (\S+)", self.stderr_path.read_text())
+                self.udp_addr = None
+                if u:
+                    host, port = u.group(1).rsplit(":", 1)
+                    self.udp_addr = (host.strip("[]"), int(port))
                 k = KEY_RE.search(self.stdout_path.read_text())
                 self.initial_key = k.group(1) if k else None
                 return self
