@@ -71,6 +71,8 @@ struct Deps {
   hub::Hub* hub = nullptr;
   // WebSocket handshakes on / (the live event stream); empty when off.
   http::UpgradeHandler ws_upgrade;
+  // The hub's part of /api/health (devices, UDP, MQTT, WebSocket clients), from app/.
+  std::function<nlohmann::json()> hub_health;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.

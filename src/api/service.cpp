@@ -62,6 +62,7 @@ Response health(Deps& d) {
             {"store", {{"ok", store.ok}, {"detail", store.detail}, {"queue_depth", store.queue_depth}}},
             {"hardware", hardware},
             {"camera", camera}};
+  if (d.hub_health) j["hub"] = d.hub_health();
   return Response::json(j, store.ok ? 200 : 503);
 }
 

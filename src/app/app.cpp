@@ -363,7 +363,18 @@ int serve(const ConfigFlags& flags) {
                  .run_blocking = [&blocking](std::function<void()> fn) {
                    boost::asio::post(blocking, std::move(fn));
                  },
-                 .hub = &hub};
+                 .hub = &hub,
+                 .hub_health = [&] {
+                   nlohmann::json j = {{"devices", hub.registry().size()}, {"online", hub.registry().online()}};
+                   if (kits) {
+                     auto h = kits->health();
+                     j["mqtt"] = {{"connected", h.connected}, {"detail", h.detail}, {"messages", h.messages},
+                                  {"dropped", h.dropped}};
+                   } else {
+                     j["mqtt"] = {{"enabled", false}};
+                   }
+                   return j;
+                 }};
   http::Router router;
   api::register_service_routes(router, deps);
   api::register_device_routes(router, deps);
