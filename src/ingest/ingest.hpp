@@ -1,8 +1,11 @@
 // Ingestion of device traffic: FIWARE Real Virtual Interaction packets (data format 1.0) and
 // command acknowledgements over UDP.
 //
-// Parser turns one datagram's bytes into core::DeviceReports or a core::CommandAck, or says
-// why it was dropped. No sockets, no clock, no logging.
+// Two parts, pure logic apart from I/O:
+//   - Parser turns one datagram's bytes into core::DeviceReports or a core::CommandAck, or
+//     says why it was dropped. No sockets, no clock, no logging.
+//   - UdpReceiver owns the socket and one receive thread: it reads datagrams in batches,
+//     parses them and hands each batch's reports to a sink in one call.
 //
 // The packet (seed 004, "API examples for device application developers"):
 //
@@ -125,6 +128,56 @@ class Parser {
 
  private:
   class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Where the receiver's output goes. The functions are called on the receive thread, one at a
+// time: they must not block for long (queue the work elsewhere), or datagrams pile up in the
+// socket buffer and the kernel drops them. Exceptions they throw are logged and swallowed.
+struct UdpSink {
+  // Every report of one receive batch (up to 64 datagrams), in arrival order, in one call.
+  // Not called for a batch without reports.
+  std::function<void(std::vector<core::DeviceReport>&&)> reports;
+  // A command acknowledgement and the "HOST:PORT" it came from. Optional.
+  std::function<void(core::CommandAck, std::string from)> ack;
+  // See KeyCheck; needed with udp.require_key.
+  KeyCheck check_key;
+};
+
+// The UDP receiver: binds cfg.listen, reads with recvmmsg on one dedicated thread, parses, and
+// hands the results to the sink. Metrics (registered at construction):
+//   outpost_udp_datagrams_total, outpost_udp_bytes_total, outpost_udp_reports_total,
+//   outpost_udp_acks_total, outpost_udp_dropped_total{reason="..."} (one per DropReason),
+//   outpost_udp_batch_size (histogram of datagrams per recvmmsg),
+//   outpost_udp_receive_buffer_bytes (the SO_RCVBUF the kernel granted),
+//   outpost_udp_kernel_dropped_total (datagrams the kernel dropped on this socket, buffer full),
+//   outpost_udp_host_rcvbuf_errors_total (host-wide Udp+Udp6 RcvbufErrors, /proc/net/snmp*).
+// Drops are logged at most once per reason per 10 s, with the count suppressed since.
+class UdpReceiver {
+ public:
+  UdpReceiver(const config::UdpConfig& cfg, UdpSink sink, core::Registry& metrics);
+  // Stops the thread and closes the socket.
+  ~UdpReceiver();
+  UdpReceiver(const UdpReceiver&) = delete;
+  UdpReceiver& operator=(const UdpReceiver&) = delete;
+
+  // Binds cfg.listen (IPv4 or IPv6, "[::]:PORT" also receives IPv4; port 0 picks a free port),
+  // sets the receive buffer, starts the receive thread and logs "udp listening on HOST:PORT".
+  // Returns the bound address, or a Status naming the address and the error. Call once.
+  core::Result<std::string> start();
+  // Stops the receive thread (promptly: it is woken, not polled) and waits for it. The socket
+  // stays open for send() until destruction. Idempotent; safe from any thread but a sink.
+  void stop();
+  // The bound "HOST:PORT" ("[::1]:PORT" for IPv6); "" before start().
+  std::string local_address() const;
+  // Sends one datagram to a numeric "IP:PORT" / "[IPv6]:PORT" from the bound socket, so a
+  // device behind NAT gets it from the port it talks to. Never blocks: a full send buffer is
+  // Busy. Thread-safe; valid from start() until destruction (Unavailable before).
+  core::Status send(const std::string& address, std::string_view payload);
+
+  class Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
 };
 
