@@ -78,7 +78,8 @@ Json to_json(dom::element e) {
       Json j(Json::value_t::object);
       auto& o = *j.get_ptr<Json::object_t*>();
       // emplace keeps the first of repeated keys, as the rest of the parser does.
-      for (dom::key_value_pair kv : e.get_object().value_unsafe())
+      dom::object obj = e.get_object().value_unsafe();  // a copy: the result is a temporary
+      for (dom::key_value_pair kv : obj)
         o.emplace(std::string(kv.key), to_json(kv.value));
       return j;
     }
@@ -114,12 +115,14 @@ std::optional<std::string_view> string_of(dom::element e) {
 
 // "2014-02-19 09:40:06" (the seed's shape, UTC) or ISO 8601; a time without a zone is UTC.
 std::optional<TimePoint> device_time(std::string_view s) {
-  if (auto t = core::parse_iso8601(s)) return t;
+  // A time that ends in a digit has no zone (the seed's shape): parse it as UTC at once.
   char buf[48];
-  if (s.size() < 19 || s.size() + 1 > sizeof buf) return std::nullopt;
-  std::memcpy(buf, s.data(), s.size());
-  buf[s.size()] = 'Z';
-  return core::parse_iso8601(std::string_view(buf, s.size() + 1));
+  if (s.size() >= 19 && s.size() < sizeof buf && s.back() >= '0' && s.back() <= '9') {
+    std::memcpy(buf, s.data(), s.size());
+    buf[s.size()] = 'Z';
+    if (auto t = core::parse_iso8601(std::string_view(buf, s.size() + 1))) return t;
+  }
+  return core::parse_iso8601(s);
 }
 
 bool has_duplicate(std::vector<std::string_view>& keys, std::string_view& dup) {
