@@ -321,8 +321,9 @@ Parsed Parser::Impl::parse(std::string_view dgram, std::string_view from, TimePo
     }
   }
 
+  // No reserve(): `out` collects a whole receive batch, and exact reserves would defeat its
+  // geometric growth.
   const size_t first = out.size();
-  out.reserve(first + devices_.size());
   for (const auto& [id, value] : devices_) {
     if (!parse_device(id, value, from, received, out.emplace_back())) {
       out.resize(first);  // all or nothing
