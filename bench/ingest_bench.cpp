@@ -2,7 +2,9 @@
 //
 //   Parse/*    ingest::Parser alone, one thread: µs per packet (plain, gzip, minified, drops)
 //   Loopback   ingest::UdpReceiver fed over 127.0.0.1 by a sender thread (sendmmsg), with a
-//              sink that only counts: datagrams/s for receive + parse, the hub excluded
+//              sink that only counts: datagrams/s for receive + parse, the hub excluded, and
+//              the receive thread's CPU per datagram (recv, parse, and freeing the reports,
+//              which the hub would do on its own thread)
 //
 // Build: cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DOUTPOST_TESTS=OFF
 //          -DOUTPOST_BENCH=ON && cmake --build build-bench --target ingest_bench
@@ -15,6 +17,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "ingest/ingest.hpp"
@@ -83,6 +87,22 @@ void BM_ParseAck(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseAck);
 
+// Nanoseconds of CPU the receive thread ("udp-recv") has used: unlike the wall time, this
+// does not depend on what else the (shared) machine runs. -1 if not found.
+int64_t receive_thread_cpu_ns() {
+  namespace fs = std::filesystem;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || name != "udp-recv") continue;
+    std::ifstream sched(task.path() / "schedstat");
+    int64_t ns = -1;
+    sched >> ns;
+    return ns;
+  }
+  return -1;
+}
+
 // Receive + parse over loopback. The sender keeps at most `window` datagrams in flight, so
 // the kernel never drops for a full buffer and the rate is the receiver's.
 void BM_Loopback(benchmark::State& state, bool gzip) {
@@ -131,6 +151,7 @@ void BM_Loopback(benchmark::State& state, bool gzip) {
     return now - since > std::chrono::seconds(2);
   };
   bool lost = false;
+  const int64_t cpu_before = receive_thread_cpu_ns();
   for (auto _ : state) {
     const uint64_t target = sent + per_iteration;
     while (sent < target && !lost) {
@@ -146,6 +167,7 @@ void BM_Loopback(benchmark::State& state, bool gzip) {
       break;
     }
   }
+  const int64_t cpu_after = receive_thread_cpu_ns();
   ::close(fd);
   rx.stop();
   std::string m = metrics.render();
@@ -155,6 +177,9 @@ void BM_Loopback(benchmark::State& state, bool gzip) {
   };
   state.SetItemsProcessed(static_cast<int64_t>(sent));
   state.counters["kernel_drops"] = value("outpost_udp_kernel_dropped_total");
+  if (cpu_before >= 0 && cpu_after >= 0 && sent > 0)
+    state.counters["recv_thread_us_per_datagram"] =
+        static_cast<double>(cpu_after - cpu_before) / 1e3 / static_cast<double>(sent);
   state.counters["mean_batch"] =
       value("outpost_udp_batch_size_sum") / std::max(1.0, value("outpost_udp_batch_size_count"));
 }
