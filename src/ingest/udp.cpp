@@ -156,6 +156,7 @@ class UdpReceiver::Impl {
   core::Counter& kernel_dropped_;
 
   mutable std::mutex mu_;  // start/stop and local_
+  std::mutex join_mu_;     // one stop() joins at a time
   std::atomic<int> fd_{-1};
   int family_ = AF_UNSPEC;
   int wake_fd_ = -1;
@@ -300,11 +301,16 @@ core::Result<std::string> UdpReceiver::Impl::start() {
 }
 
 void UdpReceiver::Impl::stop() {
-  std::lock_guard lk(mu_);
-  if (!thread_.joinable()) return;
-  stopping_ = true;
-  uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  // join_mu_, not mu_, is held while joining: a sink may call send() or local_address(),
+  // which take mu_, while the thread finishes its batch.
+  std::lock_guard join(join_mu_);
+  {
+    std::lock_guard lk(mu_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
   thread_.join();
 }
 

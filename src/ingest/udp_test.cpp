@@ -248,7 +248,8 @@ TEST(UdpReceiver, DropsAreLoggedOncePerReasonPerInterval) {
     c.send_to(*bound, R"({"dataformat_version": "1.0", "a/b": {}})");
     c.send_to(*bound, small_packet("after"));
     ASSERT_TRUE(seen.wait_reports(1));
-    EXPECT_EQ(sample(metrics.render(), R"(outpost_udp_dropped_total{reason="invalid_json"})"), "20");
+    EXPECT_EQ(sample(metrics.render(), R"(outpost_udp_dropped_total{reason="invalid_json"})"),
+              "20");
   }
   spdlog::set_default_logger(previous);
   std::string text = log.str();
@@ -277,6 +278,54 @@ TEST(UdpReceiver, ABurstArrivesInBatches) {
   std::string m = metrics.render();
   EXPECT_EQ(sample(m, "outpost_udp_batch_size_count"), std::to_string(seen.report_calls));
   EXPECT_EQ(sample(m, "outpost_udp_kernel_dropped_total"), "0");
+}
+
+TEST(UdpReceiver, KernelDropsForAFullBufferAreCounted) {
+  core::Registry metrics;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool blocked = false, release = false;
+  std::atomic<size_t> got{0};
+  auto cfg = loopback();
+  cfg.receive_buffer = 4096;  // the smallest allowed; the kernel rounds it up a little
+  UdpReceiver rx(cfg,
+                 UdpSink{.reports =
+                             [&](std::vector<core::DeviceReport>&& rs) {
+                               std::unique_lock lk(mu);
+                               blocked = true;
+                               cv.notify_all();
+                               cv.wait(lk, [&] { return release; });
+                               got += rs.size();
+                             },
+                         .ack = {},
+                         .check_key = {}},
+                 metrics);
+  auto bound = rx.start();
+  ASSERT_TRUE(bound);
+  Client c;
+  c.send_to(*bound, small_packet("first"));
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 5s, [&] { return blocked; }));
+  }
+  // The receive thread is stuck in the sink: these overflow the socket buffer.
+  for (int i = 0; i < 200; ++i) c.send_to(*bound, small_packet("burst") + std::string(1000, ' '));
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  // Whatever fitted in the buffer arrives; a later datagram carries the kernel's drop count.
+  std::this_thread::sleep_for(100ms);
+  c.send_to(*bound, small_packet("last"));
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         sample(metrics.render(), "outpost_udp_kernel_dropped_total") == "0")
+    std::this_thread::sleep_for(10ms);
+  std::string m = metrics.render();
+  const auto dropped = std::stoul(sample(m, "outpost_udp_kernel_dropped_total"));
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(std::stoul(sample(m, "outpost_udp_datagrams_total")) + dropped, 202u);
 }
 
 TEST(UdpReceiver, AcksReachTheAckSink) {
@@ -326,6 +375,34 @@ TEST(UdpReceiver, StopIsPrompt) {
   rx.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms);
   rx.stop();  // idempotent
+}
+
+TEST(UdpReceiver, StopWhileASinkUsesTheReceiver) {
+  core::Registry metrics;
+  std::atomic<bool> entered{false};
+  std::string seen_address;
+  UdpReceiver* self = nullptr;
+  UdpReceiver rx(loopback(),
+                 UdpSink{.reports =
+                             [&](std::vector<core::DeviceReport>&&) {
+                               entered = true;
+                               std::this_thread::sleep_for(50ms);  // stop() is waiting by now
+                               seen_address = self->local_address();
+                               (void)self->send(seen_address, "to myself");
+                             },
+                         .ack = {},
+                         .check_key = {}},
+                 metrics);
+  self = &rx;
+  auto bound = rx.start();
+  ASSERT_TRUE(bound);
+  Client c;
+  c.send_to(*bound, small_packet("d"));
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!entered && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(entered);
+  rx.stop();  // must not deadlock with the sink
+  EXPECT_EQ(seen_address, *bound);
 }
 
 TEST(UdpReceiver, DestructorStopsARunningReceiver) {
