@@ -134,6 +134,8 @@ class Parser {
 // Where the receiver's output goes. The functions are called on the receive thread, one at a
 // time: they must not block for long (queue the work elsewhere), or datagrams pile up in the
 // socket buffer and the kernel drops them. Exceptions they throw are logged and swallowed.
+// Senders are named "IP:PORT" or "[IPv6]:PORT" (IPv4-mapped IPv6 as plain IPv4, a link-local
+// scope as "[fe80::1%2]:PORT"), which send() accepts back.
 struct UdpSink {
   // Every report of one receive batch (up to 64 datagrams), in arrival order, in one call.
   // Not called for a batch without reports.
