@@ -13,6 +13,7 @@
 #include <iostream>
 #include <iterator>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -28,6 +29,7 @@
 #include "edge/edge.hpp"
 #include "http/http.hpp"
 #include "hub/hub.hpp"
+#include "ingest/ingest.hpp"
 #include "mqtt/mqtt.hpp"
 #include "hw/hw.hpp"
 #include "store/store.hpp"
@@ -130,6 +132,29 @@ core::Result<std::unique_ptr<store::Store>> open_store(const config::Config& cfg
   auto store = store::Store::open(cfg.store, metrics);
   if (!store) return core::Status(store.status());
   return std::move(store.value());
+}
+
+// application/x-www-form-urlencoded escaping of one value.
+std::string form_escape(std::string_view v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+// A native command to a UDP device: seed 004's update body plus the command id the device
+// answers with ({"ack": "<command_id>", "status": "ok"|"failed"}).
+std::string udp_command_body(const core::Device& d, const hub::Command& c) {
+  std::string value = c.value.is_string() ? c.value.get<std::string>() : c.value.dump();
+  return fmt::format("action=update&device_id={}&sensor_id={}&parameter={}&value={}&command_id={}", form_escape(d.id),
+                     form_escape(c.target), form_escape(c.parameter), form_escape(value), form_escape(c.id));
 }
 
 // This board as a device of the hub: its actuators (the LED, the servo) and no sensors yet
@@ -282,6 +307,26 @@ int serve(const ConfigFlags& flags) {
   hub.set_sender(core::Transport::kLocal, [&board](const core::Device&, const hub::Command& c, hub::Delivery& out) {
     return command_board(board, c, out);
   });
+  // FIWARE devices over UDP (seed 004): packets feed the hub; commands and forwards go back
+  // from the same socket, so a device behind NAT hears them on the port it talks from.
+  std::unique_ptr<ingest::UdpReceiver> udp;
+  if (cfg.udp.listen != "off") {
+    store::Store* keys_store = store->get();
+    udp = std::make_unique<ingest::UdpReceiver>(
+        cfg.udp,
+        ingest::UdpSink{.reports = [&hub](std::vector<core::DeviceReport>&& r) { hub.ingest(std::move(r)); },
+                        .ack = [&hub](core::CommandAck a, std::string from) { hub.ack(a, from); },
+                        .check_key =
+                            [keys_store](std::string_view id, std::string_view key) {
+                              return auth::check_device_key(*keys_store, id, key);
+                            }},
+        metrics);
+    auto at = udp->start();
+    if (!at) return fail(at.status());
+    hub.set_sender(core::Transport::kUdp, [&udp](const core::Device& d, const hub::Command& c, hub::Delivery&) {
+      return udp->send(d.address, c.raw.empty() ? udp_command_body(d, c) : c.raw);
+    });
+  }
   // AstroPlant kits over MQTT: each kit is a device; commands go out on kit-rpc/request.
   std::unique_ptr<mqtt::KitClient> kits;
   if (!cfg.mqtt.url.empty()) {
@@ -366,6 +411,7 @@ int serve(const ConfigFlags& flags) {
                  .hub = &hub,
                  .hub_health = [&] {
                    nlohmann::json j = {{"devices", hub.registry().size()}, {"online", hub.registry().online()}};
+                   j["udp"] = udp ? nlohmann::json{{"listening", udp->local_address()}} : nlohmann::json{{"enabled", false}};
                    if (kits) {
                      auto h = kits->health();
                      j["mqtt"] = {{"connected", h.connected}, {"detail", h.detail}, {"messages", h.messages},
@@ -419,6 +465,7 @@ int serve(const ConfigFlags& flags) {
 
   if (cam) cam->stop();
   if (kits) kits->stop();
+  if (udp) udp->stop();
   blocking.join();
   collector.stop();
   hub.tick(core::now());  // writes the devices changed since the last tick
@@ -443,6 +490,18 @@ int keys_create(const ConfigFlags& flags, const std::string& scope_text, const s
   std::printf("Created key %s (name '%s', scope %s). It is shown only this once:\n%s\n",
               auth::key_prefix(key->record.id).c_str(), name.c_str(), auth::scope_name(*scope),
               key->key.c_str());
+  return 0;
+}
+
+int device_key(const ConfigFlags& flags, const std::string& device) {
+  auto cfg = load_config(flags);
+  if (!cfg) return fail(cfg.status());
+  auto store = open_store(*cfg, nullptr);
+  if (!store) return fail(store.status());
+  auto key = auth::create_device_key(**store, device);
+  if (!key) return fail(key.status());
+  std::printf("Key of device '%s' (packets carry it as \"api_key\"; shown only this once):\n%s\n", device.c_str(),
+              key->c_str());
   return 0;
 }
 
@@ -540,6 +599,15 @@ int main(int argc, char** argv) {
   revoke_cmd->add_option("key", which, "Key id, prefix (opk_...) or name")->required();
 
   ConfigFlags check_flags;
+  ConfigFlags devices_flags;
+  std::string device_for_key;
+  auto* devices_cmd = app.add_subcommand("devices", "Hub devices");
+  devices_cmd->require_subcommand(1);
+  auto* device_key_cmd = devices_cmd->add_subcommand(
+      "key", "Make (or replace) a device's key for udp.require_key; prints it alone on the last line");
+  add_config_flags(*device_key_cmd, devices_flags, false);
+  device_key_cmd->add_option("device", device_for_key, "Device id")->required();
+
   auto* config_cmd = app.add_subcommand("config", "Configuration");
   config_cmd->require_subcommand(1);
   auto* check_cmd = config_cmd->add_subcommand("check", "Load and validate the configuration");
@@ -561,6 +629,7 @@ int main(int argc, char** argv) {
   if (*create_cmd) return keys_create(keys_flags, scope, name);
   if (*list_cmd) return keys_list(keys_flags);
   if (*revoke_cmd) return keys_revoke(keys_flags, which);
+  if (*device_key_cmd) return device_key(devices_flags, device_for_key);
   if (*check_cmd) return config_check(check_flags);
   if (*password_set_cmd) return password_set(password_flags);
   if (*version_cmd) {

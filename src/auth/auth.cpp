@@ -32,6 +32,16 @@ std::string sha256(std::string_view data) {
   return out;
 }
 
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
 std::string random_id() {
   std::string id(kIdLength, 'a');
   for (auto& ch : id) ch = kIdAlphabet[randombytes_uniform(sizeof kIdAlphabet - 1)];
@@ -78,6 +88,22 @@ const char* scope_name(Scope s) {
     case Scope::kAdmin: return "admin";
   }
   return "read";
+}
+
+core::Result<std::string> create_device_key(store::Store& store, const std::string& device_id) {
+  if (device_id.empty()) return core::Status::invalid("a device id is needed");
+  if (!sodium_ready()) return core::Status::internal("libsodium failed to initialise");
+  std::string key = "odk_" + random_secret();
+  if (auto s = store.put_setting("device_key:" + device_id, hex(sha256(key))); !s) return s;
+  return key;
+}
+
+bool check_device_key(const store::Store& store, std::string_view device_id, std::string_view key) {
+  if (key.empty() || device_id.empty()) return false;
+  auto stored = store.get_setting("device_key:" + std::string(device_id));
+  if (!stored || !stored->has_value() || (*stored)->size() != 64) return false;
+  std::string digest = hex(sha256(key));
+  return sodium_memcmp(digest.data(), (*stored)->data(), 64) == 0;
 }
 
 std::string key_prefix(const std::string& id) { return std::string(kKeyPrefix) + id; }

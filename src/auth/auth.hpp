@@ -45,6 +45,12 @@ struct NewKey {
 
 // Generates a key with libsodium's CSPRNG and stores its hash. Committed on return.
 core::Result<NewKey> create_key(store::Store& store, Scope scope, const std::string& name);
+// Device keys (udp.require_key): one per device id, "odk_" + 32 random bytes in base64url. The
+// store keeps its SHA-256 as the setting "device_key:<id>"; a new key replaces the old one.
+core::Result<std::string> create_device_key(store::Store& store, const std::string& device_id);
+// Whether `key` is the device's key (constant-time compare). False when it has none.
+bool check_device_key(const store::Store& store, std::string_view device_id, std::string_view key);
+
 // "opk_<id>": what listings show of a key.
 std::string key_prefix(const std::string& id);
 
