@@ -164,7 +164,8 @@ class UdpReceiver {
   UdpReceiver& operator=(const UdpReceiver&) = delete;
 
   // Binds cfg.listen (IPv4 or IPv6, "[::]:PORT" also receives IPv4; port 0 picks a free port),
-  // sets the receive buffer, starts the receive thread and logs "udp listening on HOST:PORT".
+  // sets the receive buffer, starts the receive thread and logs "udp receiving on HOST:PORT"
+  // (not "listening on", which names the HTTP address that scripts look for).
   // Returns the bound address, or a Status naming the address and the error. Call once.
   core::Result<std::string> start();
   // Stops the receive thread (promptly: it is woken, not polled) and waits for it. The socket

@@ -296,7 +296,7 @@ core::Result<std::string> UdpReceiver::Impl::start() {
   started_ = true;
   thread_ = std::thread([this] { run(); });
   pthread_setname_np(thread_.native_handle(), "udp-recv");  // for top -H, perf, the benchmark
-  spdlog::info("udp listening on {}", local_);
+  spdlog::info("udp receiving on {}", local_);
   return local_;
 }
 

@@ -458,7 +458,7 @@ TEST(UdpReceiver, Port0PicksAFreePortAndLogsIt) {
     ASSERT_TRUE(bound);
     std::smatch m;
     std::string text = log.str();
-    ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(udp listening on (127\.0\.0\.1:(\d+)))")))
+    ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(udp receiving on (127\.0\.0\.1:(\d+)))")))
         << text;
     EXPECT_EQ(m[1], *bound);
     EXPECT_NE(m[2], "0");

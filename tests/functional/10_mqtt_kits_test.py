@@ -7,7 +7,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import Server, create_key
+from conftest import Server, _servers, create_key
 from mosquitto_broker import MosquittoBroker
 
 
@@ -73,7 +73,9 @@ def hub(broker):
     s = Server(args=["--mqtt-url", broker.url, "--set", "hub.command_timeout=2s"])
     s.start()
     s.keys = {scope: create_key(s.data_dir, scope, f"{scope} key") for scope in ("read", "control")}
+    _servers.append(s)
     yield s
+    _servers.remove(s)
     s.close()
 
 

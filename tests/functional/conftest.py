@@ -68,13 +68,13 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = re.search(r"listening on (\S+)", self.stderr_path.read_text())
+            m = re.search(r" info listening on (\S+)", self.stderr_path.read_text())
             if m:
                 self.addr = m.group(1)
                 self.host, port = self.addr.rsplit(":", 1)
                 self.port = int(port)
                 self.base = f"http://{self.addr}"
-                u = re.search(r"udp listening on (\S+)", self.stderr_path.read_text())
+                u = re.search(r"udp receiving on (\S+)", self.stderr_path.read_text())
                 self.udp_addr = None
                 if u:
                     host, port = u.group(1).rsplit(":", 1)
