@@ -175,6 +175,11 @@ class WsServerTest : public ::testing::Test {
         },
         .auth_timeout = options_.auth_timeout});
     ws_->register_routes(router_);
+    // Seed 004's clients open ws://REMOTEHOST: the app adds the handler on "/" as well.
+    http::Route root{http::Verb::get, "/", http::Access::kPublic,
+                     [](http::Request&) { return http::Response::json({{"root", true}}); }, {.summary = "root"}};
+    root.upgrade = ws_->handler();
+    router_.add(std::move(root));
     http_ = std::make_unique<http::Server>(server_cfg_, log_cfg_, router_, *auth_, metrics_);
     auto bound = http_->start();
     ASSERT_TRUE(bound.is_ok()) << bound.status().to_string();
@@ -457,9 +462,63 @@ TEST_F(WsServerTest, SubprotocolChosenFromTheOffer) {
   EXPECT_EQ(unknown.response().count(bhttp::field::sec_websocket_protocol), 0u);
 
   Client none(port_);
-  ASSERT_FALSE(none.handshake("/ws"));
+  ASSERT_FALSE(none.handshake("/ws", {{"Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"}}));
   EXPECT_EQ(none.response().count(bhttp::field::sec_websocket_protocol), 0u);
-  EXPECT_EQ(none.response().count("Sec-WebSocket-Extensions"), 0u) << "permessage-deflate stays off";
+  EXPECT_EQ(none.response().count(bhttp::field::sec_websocket_extensions), 0u) << "permessage-deflate stays off";
+}
+
+// Seed 004's example: a browser's `new WebSocket("ws://REMOTEHOST")` offering "chat, superchat",
+// on "/", with anonymous read on; it never subscribes and receives every event.
+TEST_F(WsServerTest, Seed004ClientOnRoot) {
+  start({.anonymous_read = true});
+  Client c(port_);
+  ASSERT_FALSE(c.handshake("/", {{"Origin", "http://localhost"}, {"Sec-WebSocket-Protocol", "chat, superchat"}}));
+  EXPECT_EQ(c.response().result_int(), 101);
+  EXPECT_EQ(c.response()[bhttp::field::sec_websocket_protocol], "chat");
+  EXPECT_EQ(c.response()[bhttp::field::upgrade], "websocket");
+  c.sync();
+  publish("reading", "d23c058698435eff", R"({"sensor":"orientation","values":[17.8,0.07,-0.48]})");
+  auto m = c.next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*m)["device"], "d23c058698435eff");
+  EXPECT_EQ((*m)["data"]["sensor"], "orientation");
+  EXPECT_EQ(http_get(port_, "/").result_int(), 200) << "a plain GET on / is the route's own";
+}
+
+// Clients come and go (some mid-handshake, some abruptly) while events stream; nothing may
+// crash, leak (ASan) or hang, and the count returns to zero.
+TEST_F(WsServerTest, ChurnWhilePublishing) {
+  Options o;
+  o.cfg.send_queue = 8;
+  start(o);
+  std::atomic<bool> stop{false};
+  std::thread publisher([&] {
+    for (int i = 1; !stop; ++i) {
+      std::string device = "d";
+      device += std::to_string(i % 3);
+      publish(i % 2 ? "reading" : "motion", device, R"({"sensor":"temp","value":1})", i);
+      if (i % 50 == 0) std::this_thread::sleep_for(1ms);
+    }
+  });
+  for (int round = 0; round < 30; ++round) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 6; ++i) {
+      auto c = std::make_unique<Client>(port_, i % 2 ? 4096 : 0);
+      if (i == 5) {  // gone before the handshake
+        clients.push_back(std::move(c));
+        continue;
+      }
+      ASSERT_FALSE(c->handshake("/ws", {{"X-API-Key", read_key_}}));
+      if (i % 3 == 0) c->send(Json::parse(R"({"op":"subscribe","devices":["d1"],"types":["reading"]})"));
+      if (i == 4) c->next();
+      clients.push_back(std::move(c));
+    }
+  }  // each round's clients drop their sockets without a close handshake
+  stop = true;
+  publisher.join();
+  for (int i = 0; i < 500 && ws_->clients() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(ws_->clients(), 0u);
+  EXPECT_EQ(metric("outpost_ws_clients"), 0u);
 }
 
 // A client that stops reading fills its socket buffers, then its queue, and is closed as too
