@@ -30,6 +30,7 @@
 #include "http/http.hpp"
 #include "hub/hub.hpp"
 #include "ingest/ingest.hpp"
+#include "ws/ws.hpp"
 #include "mqtt/mqtt.hpp"
 #include "hw/hw.hpp"
 #include "store/store.hpp"
@@ -408,20 +409,37 @@ int serve(const ConfigFlags& flags) {
                  .run_blocking = [&blocking](std::function<void()> fn) {
                    boost::asio::post(blocking, std::move(fn));
                  },
-                 .hub = &hub,
-                 .hub_health = [&] {
-                   nlohmann::json j = {{"devices", hub.registry().size()}, {"online", hub.registry().online()}};
-                   j["udp"] = udp ? nlohmann::json{{"listening", udp->local_address()}} : nlohmann::json{{"enabled", false}};
-                   if (kits) {
-                     auto h = kits->health();
-                     j["mqtt"] = {{"connected", h.connected}, {"detail", h.detail}, {"messages", h.messages},
-                                  {"dropped", h.dropped}};
-                   } else {
-                     j["mqtt"] = {{"enabled", false}};
-                   }
-                   return j;
-                 }};
+                 .hub = &hub};
+  // Live events over WebSocket: GET /ws, and a handshake on / for seed 004's browser client.
+  ws::Server live(ws::Deps{.cfg = cfg.ws,
+                           .bus = bus,
+                           .auth = auth,
+                           .metrics = metrics,
+                           .anonymous_read = cfg.hub.anonymous_read,
+                           .list = [&hub] { return hub.list_json(); },
+                           .command = [&hub](const core::Json& c,
+                                             const auth::Principal& who) -> core::Result<std::string> {
+                             auto r = hub.submit(c.value("device", ""), c.value("target", ""), c.value("parameter", ""),
+                                                 c.value("value", core::Json()), who.name);
+                             if (!r) return r.status();
+                             return r->id;
+                           }});
+  deps.ws_upgrade = live.handler();
+  deps.hub_health = [&] {
+    nlohmann::json j = {{"devices", hub.registry().size()}, {"online", hub.registry().online()}};
+    j["udp"] = udp ? nlohmann::json{{"listening", udp->local_address()}} : nlohmann::json{{"enabled", false}};
+    j["websocket_clients"] = live.clients();
+    if (kits) {
+      auto h = kits->health();
+      j["mqtt"] = {{"connected", h.connected}, {"detail", h.detail}, {"messages", h.messages},
+                   {"dropped", h.dropped}};
+    } else {
+      j["mqtt"] = {{"enabled", false}};
+    }
+    return j;
+  };
   http::Router router;
+  live.register_routes(router);
   api::register_service_routes(router, deps);
   api::register_device_routes(router, deps);
   api::register_raspap_routes(router, deps);
@@ -432,7 +450,10 @@ int serve(const ConfigFlags& flags) {
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
-  if (!bound) return fail(bound.status());
+  if (!bound) {
+    live.shutdown(std::chrono::milliseconds(0));
+    return fail(bound.status());
+  }
   collector.start();
   if (cam) {
     cam->start();
@@ -452,6 +473,7 @@ int serve(const ConfigFlags& flags) {
       if (sig == SIGINT || sig == SIGTERM) {
         spdlog::info("signal {}: finishing requests in flight, then stopping",
                      sig == SIGINT ? "SIGINT" : "SIGTERM");
+        live.shutdown();  // 1001 to every WebSocket client while the io threads still run
         server.stop();
         return;
       }
