@@ -153,7 +153,7 @@ struct MqttConfig {
 
 struct WsConfig {
   size_t max_clients = 2'000;        // further upgrades get 503
-  size_t send_queue = 256;           // messages queued per client; a client over it is closed (1008)
+  size_t send_queue = 256;           // messages queued per client; full and stalled 1 s (or 16x over): closed (1008)
   size_t max_message = 64 * 1024;    // bytes of a client message; larger closes the connection (1009)
 };
 

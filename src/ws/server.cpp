@@ -49,7 +49,12 @@ constexpr auto kIdleTimeout = std::chrono::seconds(60);       // ping after 30 s
 // A closing client whose close frame cannot go out (its in-flight write never completes) loses
 // its socket after this.
 constexpr auto kCloseTimeout = std::chrono::seconds(10);
+using SteadyClock = std::chrono::steady_clock;
 constexpr std::string_view kSlowReason = "too slow";
+// See Client::push: a full queue whose front has waited this long means the client stalled...
+constexpr std::chrono::milliseconds kStall{1000};
+// ...and a queue this many times over send_queue is too much, stalled or not.
+constexpr size_t kBurstFactor = 16;
 constexpr std::string_view kUnauthorizedReason = "unauthorized";
 
 // One event, serialized once, with what filters look at.
@@ -360,14 +365,21 @@ class Client : public std::enable_shared_from_this<Client> {
 
   void send(std::string text) { push(std::make_shared<const std::string>(std::move(text))); }
 
-  // Queues a message; a full queue closes the client as too slow.
+  // Queues a message; a client that cannot keep up is closed as too slow. A full queue alone
+  // does not make a client slow: a burst (a UDP batch of 64 packets is hundreds of readings)
+  // arrives in one delivery, before any write of it could complete. The client is slow when
+  // its queue is full and its writes have stalled (the message at the front has waited over
+  // kStall), or when a burst overruns kBurstFactor times the queue.
   void push(std::shared_ptr<const std::string> msg) {
     if (state_ != State::kOpen) return;
-    if (queue_.size() >= std::max<size_t>(1, server_->deps_.cfg.send_queue)) {
+    size_t limit = std::max<size_t>(1, server_->deps_.cfg.send_queue);
+    auto now = SteadyClock::now();
+    if (queue_.size() >= limit && (queue_.size() >= limit * kBurstFactor || now - front_since_ > kStall)) {
       server_->slow_.inc();
       spdlog::info("ws: {} closed: its send queue is full ({} messages)", peer_, queue_.size());
       return begin_close(websocket::close_code::policy_error, kSlowReason);
     }
+    if (queue_.empty()) front_since_ = now;
     queue_.push_back(std::move(msg));
     if (!writing_) do_write();
   }
@@ -388,6 +400,7 @@ class Client : public std::enable_shared_from_this<Client> {
     }
     server_->sent_.inc();
     queue_.pop_front();
+    front_since_ = SteadyClock::now();
     if (state_ == State::kClosing) return do_close();
     if (!queue_.empty() && state_ == State::kOpen) do_write();
   }
@@ -423,6 +436,7 @@ class Client : public std::enable_shared_from_this<Client> {
   beast::flat_buffer buffer_;
   detail::Filter filter_;
   std::deque<std::shared_ptr<const std::string>> queue_;  // front() is being written while writing_
+  SteadyClock::time_point front_since_;                    // when front() got to the front
   bool writing_ = false;
   bool close_started_ = false;
   websocket::close_reason close_reason_;
