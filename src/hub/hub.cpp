@@ -211,22 +211,29 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
   std::vector<core::Event> live;  // built only when someone listens
   bool listening = bus_.subscribers() > 0;
   for (auto& r : reports) {
-    auto merged = registry_.merge(r);
+    // Readings (and live events) first: the merge moves the report's parts into the registry.
+    size_t first = readings.size(), first_live = live.size();
+    for (const auto& s : r.sensors) {
+      if (!s.value) continue;
+      readings.push_back(reading_of(r.id, s));
+      if (listening) live.push_back(core::Event{0, s.value->ts, r.id, "reading", reading_payload(s).dump()});
+    }
+    std::string id = r.id, address = r.address;
+    auto transport = r.transport;
+    auto received = r.received;
+    auto merged = registry_.merge(std::move(r));
     if (merged.refused) {
       m_->refused.inc();
+      readings.resize(first);
+      live.resize(first_live);
       continue;
     }
     m_->reports.inc();
     if (merged.created) m_->devices.set(static_cast<double>(registry_.size()));
     if (merged.came_online) {
       m_->online.set(static_cast<double>(registry_.online()));
-      record_event_(core::Event{0, r.received, r.id, "online",
-                                Json{{"transport", core::transport_name(r.transport)}, {"address", r.address}}.dump()});
-    }
-    for (const auto& s : r.sensors) {
-      if (!s.value) continue;
-      readings.push_back(reading_of(r.id, s));
-      if (listening) live.push_back(core::Event{0, s.value->ts, r.id, "reading", reading_payload(s).dump()});
+      record_event_(core::Event{0, received, id, "online",
+                                Json{{"transport", core::transport_name(transport)}, {"address", address}}.dump()});
     }
   }
   if (readings.empty()) return;
@@ -245,7 +252,7 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
 }
 
 void Hub::observe(core::DeviceReport&& r) {
-  auto merged = registry_.merge(r);
+  auto merged = registry_.merge(core::DeviceReport(r));
   if (merged.refused) return m_->refused.inc();
   if (merged.created) m_->devices.set(static_cast<double>(registry_.size()));
   if (merged.came_online) {

@@ -65,8 +65,10 @@ class Registry {
     bool created = false;      // first report of this device
     bool came_online = false;  // it was offline
   };
-  // Merges a report (see core::DeviceReport).
-  Merged merge(const core::DeviceReport& r);
+  // Merges a report (see core::DeviceReport). The rvalue form moves its parts in (what they
+  // replace is freed after the lock is released).
+  Merged merge(core::DeviceReport&& r);
+  Merged merge(const core::DeviceReport& r) { return merge(core::DeviceReport(r)); }
   // Puts a device as it was stored (at start-up). Replaces one of the same id.
   void put(core::Device d);
 

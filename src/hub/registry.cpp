@@ -6,6 +6,7 @@
 #include <boost/geometry/index/rtree.hpp>
 #include <boost/iterator/function_output_iterator.hpp>
 #include <cmath>
+#include <utility>
 
 #include "hub/hub.hpp"
 
@@ -121,8 +122,12 @@ struct Registry::Impl {
 Registry::Registry(size_t max_devices) : impl_(std::make_unique<Impl>()) { impl_->max_devices = max_devices; }
 Registry::~Registry() = default;
 
-Registry::Merged Registry::merge(const core::DeviceReport& r) {
+Registry::Merged Registry::merge(core::DeviceReport&& r) {
   Merged out;
+  // What the report replaces is destroyed after the lock is released.
+  std::vector<core::Sensor> replaced;
+  core::Json old_attributes;
+  std::vector<core::Actuator> old_actuators;
   std::unique_lock lk(impl_->mu);
   auto [it, inserted] = impl_->by_id.try_emplace(r.id, static_cast<uint32_t>(impl_->slots.size()));
   if (inserted) {
@@ -142,7 +147,7 @@ Registry::Merged Registry::merge(const core::DeviceReport& r) {
   uint32_t slot = it->second;
   core::Device& d = impl_->slots[slot]->device;
   d.transport = r.transport;
-  if (!r.address.empty()) d.address = r.address;
+  if (!r.address.empty() && r.address != d.address) d.address = std::move(r.address);
   d.last_seen = std::max(d.last_seen, r.received);
   if (!d.online) {
     d.online = true;
@@ -150,27 +155,31 @@ Registry::Merged Registry::merge(const core::DeviceReport& r) {
     out.came_online = true;
   }
   if (r.attributes) {
-    d.attributes = *r.attributes;
-    d.name = name_of(d.attributes, d.id);
-    auto loc = core::location_of(d.attributes);
-    impl_->locate(slot, d.location, loc);
-    d.location = loc;
+    if (*r.attributes != d.attributes) {
+      old_attributes = std::exchange(d.attributes, std::move(*r.attributes));
+      d.name = name_of(d.attributes, d.id);
+      auto loc = core::location_of(d.attributes);
+      impl_->locate(slot, d.location, loc);
+      d.location = loc;
+    }
   }
-  for (const auto& s : r.sensors) {
+  replaced.reserve(r.sensors.size());
+  for (auto& s : r.sensors) {
     auto found = std::find_if(d.sensors.begin(), d.sensors.end(), [&](const core::Sensor& x) { return x.id == s.id; });
     if (found == d.sensors.end()) {
-      d.sensors.push_back(s);
+      d.sensors.push_back(std::move(s));
     } else if (s.value && found->value && s.value->ts < found->value->ts) {
       // An older value (a late packet) keeps the newer one; its description still updates.
       auto newer = std::move(found->value);
-      *found = s;
+      replaced.push_back(std::exchange(*found, std::move(s)));
       found->value = std::move(newer);
     } else {
-      *found = s;
+      replaced.push_back(std::exchange(*found, std::move(s)));
     }
   }
-  if (r.actuators) d.actuators = *r.actuators;
+  if (r.actuators) old_actuators = std::exchange(d.actuators, std::move(*r.actuators));
   impl_->mark(slot);
+  lk.unlock();
   return out;
 }
 
