@@ -22,7 +22,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include "api/api.hpp"
 #include "auth/auth.hpp"
-#include "camera/vision.hpp"
+#include "camera/camera.hpp"
 #include "config/config.hpp"
 #include "edge/edge.hpp"
 #include "http/http.hpp"
@@ -227,7 +227,7 @@ int serve(const ConfigFlags& flags) {
   };
   std::unique_ptr<camera::Camera> cam;
   if (cfg.camera.source != "off") {
-    auto c = camera::create_camera(cfg.camera, cfg.motion, cfg.face, camera_events, metrics);
+    auto c = camera::load_camera(cfg.camera, cfg.motion, cfg.face, camera_events, metrics);
     if (!c) return fail(c.status());
     cam = std::move(*c);
   }

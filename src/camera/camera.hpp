@@ -2,8 +2,10 @@
 // motion and face detection, snapshots) gets frames from it, so features never fight over
 // the device.
 //
-// This header is OpenCV-free, for the modules that use the camera (api/, app/); the OpenCV
-// parts, and the function that makes a Camera, are in camera/vision.hpp.
+// This header is OpenCV-free: the capture service itself (OpenCV and, through Debian's build
+// of it, GDAL, ffmpeg, GStreamer...: some 250 shared libraries, 80 MB of resident memory) lives
+// in the plugin outpost-camera.so, which load_camera() loads only when a camera is configured.
+// The OpenCV parts are declared in camera/vision.hpp, for the plugin, the tests and bench/.
 #pragma once
 
 #include <chrono>
@@ -71,7 +73,7 @@ struct CameraHealth {
 // outpost_camera_reopens_total, outpost_motion_events_total, outpost_face_detections_total,
 // outpost_camera_fps. The registry may outlive the camera.
 //
-// Made by create_camera() in camera/vision.hpp.
+// Made by load_camera() (the plugin), or by create_camera() in camera/vision.hpp.
 class Camera {
  public:
   virtual ~Camera() = default;  // stops
@@ -103,6 +105,25 @@ class Camera {
   virtual bool faces_enabled() const = 0;
   virtual CameraHealth health() const = 0;
 };
+
+// Loads the camera plugin (outpost-camera.so) and makes the capture service with it: the
+// same as create_camera() in camera/vision.hpp, without linking OpenCV into the caller. The
+// camera is not started. `events` and `metrics` as for create_camera().
+//
+// The plugin is camera.plugin when set (a path; relative to the working directory), else the
+// first that exists of <directory of the executable>/outpost-camera.so and
+// <directory of the executable>/../lib/outpost/outpost-camera.so. It stays loaded until the
+// process exits (never unloaded: the camera's code must outlive every camera, watch handle and
+// metric callback it made).
+//
+// Unavailable, naming the path(s) tried, when no plugin is found, it cannot be loaded (the
+// loader's reason, e.g. a missing OpenCV library), it has no factory of this ABI version, or it
+// was built from another version of Outpost; otherwise create_camera()'s errors (invalid or
+// unavailable). Thread-safe.
+core::Result<std::unique_ptr<Camera>> load_camera(const config::CameraConfig& camera,
+                                                  const config::MotionConfig& motion,
+                                                  const config::FaceConfig& face,
+                                                  CameraEvents events, core::Registry& metrics);
 
 // Saved snapshots: JPEG files in a directory, named "snapshot-YYYYMMDDTHHMMSS.uuuuuuZ-<seq>.jpg"
 // (UTC time of the frame, its seq), with retention by count and total size (0 = no limit; the

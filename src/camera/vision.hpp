@@ -1,6 +1,7 @@
 // The OpenCV side of camera/: frame sources, motion and face detection, and the capture
-// service built from them (library outpost_vision). The modules that only use a Camera
-// include camera/camera.hpp.
+// service built from them. Linked into the camera plugin (outpost-camera.so), the unit tests
+// and bench/camera; the server itself includes camera/camera.hpp only and gets its Camera
+// from load_camera(), so it never maps OpenCV unless a camera is configured.
 #pragma once
 
 #include <memory>
