@@ -52,9 +52,9 @@ core::Result<Plugin> open_plugin(const fs::path& path) {
   }
   void* factory = dlsym(handle, detail::kPluginFactory);
   if (factory == nullptr) {
-    return core::Status::unavailable(fmt::format(
-        "camera: {} is not a camera plugin for this version of outpost (it has no {})",
-        path.string(), detail::kPluginFactory));
+    return core::Status::unavailable(
+        fmt::format("camera: {} is not a camera plugin for this version of outpost (it has no {})",
+                    path.string(), detail::kPluginFactory));
   }
   return Plugin{reinterpret_cast<detail::PluginFactory>(factory)};
 }
@@ -83,12 +83,13 @@ core::Result<std::unique_ptr<Camera>> load_camera(const config::CameraConfig& ca
     if (path.empty()) {
       std::vector<std::string> tried;
       for (const auto& p : candidates) tried.push_back(p.string());
-      const std::string where = tried.empty() ? "/proc/self/exe is unreadable"
-                                              : "looked for " + fmt::format("{}", fmt::join(tried, " and "));
-      return core::Status::unavailable(fmt::format(
-          "camera: the camera plugin {} is not installed ({}); install it there, set "
-          "camera.plugin to its path, or switch the camera off with camera.source=off",
-          kPluginFile, where));
+      const std::string where = tried.empty()
+                                    ? "/proc/self/exe is unreadable"
+                                    : "looked for " + fmt::format("{}", fmt::join(tried, " and "));
+      return core::Status::unavailable(
+          fmt::format("camera: the camera plugin {} is not installed ({}); install it there, set "
+                      "camera.plugin to its path, or switch the camera off with camera.source=off",
+                      kPluginFile, where));
     }
   }
 

@@ -93,7 +93,8 @@ TEST(CameraPlugin, WithoutOverrideItLooksBesideTheExecutableThenInLibOutpost) {
   ASSERT_FALSE(fs::exists(dir / "outpost-camera.so"));
   auto s = load(synthetic(""));
   EXPECT_EQ(s.code(), core::Code::kUnavailable);
-  EXPECT_NE(s.message().find((dir / "outpost-camera.so").string()), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find((dir / "outpost-camera.so").string()), std::string::npos)
+      << s.message();
   EXPECT_NE(s.message().find((dir.parent_path() / "lib/outpost/outpost-camera.so").string()),
             std::string::npos)
       << s.message();

@@ -59,12 +59,13 @@ constexpr uint64_t layout(uint64_t h) {
 // The version of Outpost and the sizes of the types the two sides share. It does not see a
 // change of meaning that keeps every size (a field replaced by another of the same type):
 // that needs a new version number or kPluginAbi.
-inline constexpr uint64_t kPluginFingerprint = fingerprint::layout<
-    PluginArgs, config::CameraConfig, config::MotionConfig, config::FaceConfig, CameraEvents,
-    Camera, CameraHealth, JpegFrame, MotionEvent, Box, core::Status,
-    core::Result<std::unique_ptr<Camera>>, core::Result<JpegPtr>, core::Registry,
-    core::TimePoint, std::string, std::function<void()>, std::shared_ptr<void>>(
-    fingerprint::mix(fingerprint::mix(0xcbf29ce484222325ULL, OUTPOST_VERSION), kPluginAbi));
+inline constexpr uint64_t kPluginFingerprint =
+    fingerprint::layout<PluginArgs, config::CameraConfig, config::MotionConfig, config::FaceConfig,
+                        CameraEvents, Camera, CameraHealth, JpegFrame, MotionEvent, Box,
+                        core::Status, core::Result<std::unique_ptr<Camera>>, core::Result<JpegPtr>,
+                        core::Registry, core::TimePoint, std::string, std::function<void()>,
+                        std::shared_ptr<void>>(
+        fingerprint::mix(fingerprint::mix(0xcbf29ce484222325ULL, OUTPOST_VERSION), kPluginAbi));
 
 }  // namespace outpost::camera::detail
 
