@@ -28,7 +28,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 
 namespace {
 

@@ -383,7 +383,7 @@ int serve(const ConfigFlags& flags) {
   };
   std::unique_ptr<camera::Camera> cam;
   if (cfg.camera.source != "off") {
-    auto c = camera::Camera::create(cfg.camera, cfg.motion, cfg.face, camera_events, metrics);
+    auto c = camera::load_camera(cfg.camera, cfg.motion, cfg.face, camera_events, metrics);
     if (!c) return fail(c.status());
     cam = std::move(*c);
   }

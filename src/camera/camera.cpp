@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 
 namespace outpost::camera {
 
@@ -428,20 +428,20 @@ class CameraImpl final : public Camera {
 
 }  // namespace
 
-core::Result<std::unique_ptr<Camera>> Camera::create(const config::CameraConfig& camera,
-                                                     const config::MotionConfig& motion,
-                                                     const config::FaceConfig& face,
-                                                     CameraEvents events, core::Registry& metrics) {
+core::Result<std::unique_ptr<Camera>> create_camera(const config::CameraConfig& camera,
+                                                    const config::MotionConfig& motion,
+                                                    const config::FaceConfig& face,
+                                                    CameraEvents events, core::Registry& metrics) {
   auto source = make_source(camera);
   if (!source) return source.status();
-  return create(std::move(*source), camera, motion, face, std::move(events), metrics);
+  return create_camera(std::move(*source), camera, motion, face, std::move(events), metrics);
 }
 
-core::Result<std::unique_ptr<Camera>> Camera::create(std::unique_ptr<FrameSource> source,
-                                                     const config::CameraConfig& camera,
-                                                     const config::MotionConfig& motion,
-                                                     const config::FaceConfig& face,
-                                                     CameraEvents events, core::Registry& metrics) {
+core::Result<std::unique_ptr<Camera>> create_camera(std::unique_ptr<FrameSource> source,
+                                                    const config::CameraConfig& camera,
+                                                    const config::MotionConfig& motion,
+                                                    const config::FaceConfig& face,
+                                                    CameraEvents events, core::Registry& metrics) {
   if (!source) return core::Status::invalid("camera: no source");
   if (camera.width <= 0 || camera.height <= 0 || camera.fps <= 0)
     return core::Status::invalid("camera: width, height and fps must be positive");

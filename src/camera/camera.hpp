@@ -1,56 +1,25 @@
 // The camera service: one capture thread owns the camera; every consumer (stream viewers,
 // motion and face detection, snapshots) gets frames from it, so features never fight over
 // the device.
+//
+// This header is OpenCV-free: the capture service itself (OpenCV and, through Debian's build
+// of it, GDAL, ffmpeg, GStreamer...: some 250 shared libraries, 80 MB of resident memory) lives
+// in the plugin outpost-camera.so, which load_camera() loads only when a camera is configured.
+// The OpenCV parts are declared in camera/vision.hpp, for the plugin, the tests and bench/.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "config/config.hpp"
 #include "core/core.hpp"
 
 namespace outpost::camera {
-
-// Where frames come from. open() and read() are called from one thread (the capture thread);
-// interrupt() may be called from any thread. Frames returned are the caller's to keep.
-class FrameSource {
- public:
-  virtual ~FrameSource() = default;
-  // (Re)opens the source; also called after read() failed. Unavailable with the reason when
-  // the file or device cannot be opened.
-  virtual core::Status open() = 0;
-  // The next BGR frame of the configured size; Status::unavailable when the source ended or
-  // the device went away (the capture thread then reopens it with backoff). Blocks for at
-  // most about one frame period (a device that stalls: up to its driver's read timeout).
-  virtual core::Result<cv::Mat> read() = 0;
-  virtual std::string describe() const = 0;
-  // Makes a read() that is waiting to pace frames (synthetic, file) return at once, or the
-  // next one if none is waiting; used by Camera::stop(). Device sources ignore it.
-  virtual void interrupt() {}
-};
-
-// "synthetic", "file:PATH", "v4l2:/dev/videoN", "gst:PIPELINE"; "auto" picks v4l2:/dev/video0
-// when it exists, else synthetic. Invalid when the spec is malformed, for "off", and when
-// width, height or fps are not positive. Nothing is opened yet: a missing file or device is
-// reported by open().
-//   synthetic     a generated scene (textured background, moving shapes, frame caption),
-//                 deterministic frame by frame, paced at cfg.fps
-//   file:PATH     a video (looped at its end) or a still image (repeated), resized to the
-//                 configured size, paced at cfg.fps whatever the file's own rate
-//   v4l2:PATH     a V4L2 device (an absolute path), asked for MJPG at the configured size and
-//                 rate; frames of another size are resized
-//   gst:PIPELINE  a GStreamer pipeline ending in appsink; open() is unavailable when OpenCV was
-//                 built without GStreamer
-core::Result<std::unique_ptr<FrameSource>> make_source(const config::CameraConfig& cfg);
 
 // An encoded frame, shared by every viewer (encoded once, whatever the number of viewers).
 struct JpegFrame {
@@ -67,63 +36,13 @@ struct Box {
   int x = 0, y = 0, w = 0, h = 0;
 };
 
-// Motion detection on the analysis path (pure: frames in, result out). Grayscale, downscale to
-// cfg.analysis_width, Gaussian blur, running-average background, absolute difference,
-// threshold, dilate, contours, minimum area; masked regions never count.
-struct MotionResult {
-  bool motion = false;  // area >= cfg.min_area
-  double area = 0;      // pixels changed by >= cfg.threshold outside masks, fraction of the frame
-  // With motion only: camera-resolution boxes of the changed regions (after dilation) of at
-  // least min_area each, largest first.
-  std::vector<Box> boxes;
-};
-class MotionDetector {
- public:
-  // Invalid when a mask does not parse, `frame` is empty, blur is even, or another value is
-  // out of range. Masks are in pixels of `frame`.
-  static core::Result<std::unique_ptr<MotionDetector>> create(const config::MotionConfig& cfg,
-                                                              cv::Size frame);
-  virtual ~MotionDetector() = default;
-  // `bgr`: a BGR (or gray) frame of the size given to create(); another size is resized
-  // first. The first frame only initializes the background (no motion). Not thread-safe.
-  virtual MotionResult process(const cv::Mat& bgr) = 0;
-};
-
-// Turns per-frame results into events: starts after cfg.confirm_frames frames with motion,
-// ends after cfg.cooldown without. Pure: times are given.
+// A motion event starting or ending (see MotionTracker in camera/vision.hpp).
 struct MotionEvent {
   core::TimePoint start;  // the first motion frame of the event
   core::TimePoint end;    // the last motion frame so far (at the start: the confirming frame)
   double peak_area = 0;
   std::vector<Box> boxes;  // at the peak
   bool ended = false;      // false: the event just started; true: it just ended
-};
-class MotionTracker {
- public:
-  explicit MotionTracker(const config::MotionConfig& cfg);
-  // An event when one starts or ends with this frame. Not thread-safe.
-  std::optional<MotionEvent> feed(const MotionResult& r, core::TimePoint ts);
-  // Ends the event in progress now (ended=true), if any, and resets; for detection switched off.
-  std::optional<MotionEvent> finish();
-  void reset();
-
- private:
-  config::MotionConfig cfg_;
-  int consecutive_ = 0;
-  bool active_ = false;
-  MotionEvent current_;
-  core::TimePoint last_motion_;
-};
-
-// Haar cascade face detection on a downscaled gray frame.
-class FaceDetector {
- public:
-  // Unavailable (naming the path) when the cascade file cannot be loaded; invalid when
-  // scale_factor <= 1, min_neighbors < 0, min_size < 1 or analysis_width < 1.
-  static core::Result<std::unique_ptr<FaceDetector>> create(const config::FaceConfig& cfg);
-  virtual ~FaceDetector() = default;
-  // Faces in a BGR (or gray) frame, in its pixels. Not thread-safe.
-  virtual std::vector<Box> detect(const cv::Mat& bgr) = 0;
 };
 
 // What the camera tells the rest of the program. Called from the capture thread: must not
@@ -153,20 +72,10 @@ struct CameraHealth {
 // every face.interval. Metrics: outpost_camera_frames_total, outpost_camera_encoded_total,
 // outpost_camera_reopens_total, outpost_motion_events_total, outpost_face_detections_total,
 // outpost_camera_fps. The registry may outlive the camera.
+//
+// Made by load_camera() (the plugin), or by create_camera() in camera/vision.hpp.
 class Camera {
  public:
-  // Invalid/unavailable when the source spec is malformed or the face cascade cannot load
-  // (it is loaded even when faces are off, since they can be switched on later).
-  static core::Result<std::unique_ptr<Camera>> create(const config::CameraConfig& camera,
-                                                      const config::MotionConfig& motion,
-                                                      const config::FaceConfig& face,
-                                                      CameraEvents events, core::Registry& metrics);
-  // For tests: a given source.
-  static core::Result<std::unique_ptr<Camera>> create(std::unique_ptr<FrameSource> source,
-                                                      const config::CameraConfig& camera,
-                                                      const config::MotionConfig& motion,
-                                                      const config::FaceConfig& face,
-                                                      CameraEvents events, core::Registry& metrics);
   virtual ~Camera() = default;  // stops
 
   // Starts the capture thread; no-op while running. May start again after stop().
@@ -196,6 +105,25 @@ class Camera {
   virtual bool faces_enabled() const = 0;
   virtual CameraHealth health() const = 0;
 };
+
+// Loads the camera plugin (outpost-camera.so) and makes the capture service with it: the
+// same as create_camera() in camera/vision.hpp, without linking OpenCV into the caller. The
+// camera is not started. `events` and `metrics` as for create_camera().
+//
+// The plugin is camera.plugin when set (a path; relative to the working directory), else the
+// first that exists of <directory of the executable>/outpost-camera.so and
+// <directory of the executable>/../lib/outpost/outpost-camera.so. It stays loaded until the
+// process exits (never unloaded: the camera's code must outlive every camera, watch handle and
+// metric callback it made).
+//
+// Unavailable, naming the path(s) tried, when no plugin is found, it cannot be loaded (the
+// loader's reason, e.g. a missing OpenCV library), it has no factory of this ABI version, or it
+// was built from another version of Outpost; otherwise create_camera()'s errors (invalid or
+// unavailable). Thread-safe.
+core::Result<std::unique_ptr<Camera>> load_camera(const config::CameraConfig& camera,
+                                                  const config::MotionConfig& motion,
+                                                  const config::FaceConfig& face,
+                                                  CameraEvents events, core::Registry& metrics);
 
 // Saved snapshots: JPEG files in a directory, named "snapshot-YYYYMMDDTHHMMSS.uuuuuuZ-<seq>.jpg"
 // (UTC time of the frame, its seq), with retention by count and total size (0 = no limit; the

@@ -8,7 +8,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/camera_test_util.hpp"
 #include "camera/detail/camera.hpp"
 
@@ -101,8 +101,8 @@ bool eventually(P pred, std::chrono::milliseconds limit = 3s) {
 std::unique_ptr<Camera> make(core::Registry& reg, std::unique_ptr<FrameSource> src,
                              const config::CameraConfig& c, const config::MotionConfig& m = {},
                              const config::FaceConfig& f = {}, CameraEvents ev = {}) {
-  auto cam = src ? Camera::create(std::move(src), c, m, f, std::move(ev), reg)
-                 : Camera::create(c, m, f, std::move(ev), reg);
+  auto cam = src ? create_camera(std::move(src), c, m, f, std::move(ev), reg)
+                 : create_camera(c, m, f, std::move(ev), reg);
   EXPECT_TRUE(cam.is_ok()) << cam.status().to_string();
   return cam ? std::move(*cam) : nullptr;
 }
@@ -331,13 +331,13 @@ TEST(Camera, CreateRejectsBadSettings) {
   core::Registry reg;
   auto c = camera_cfg();
   c.source = "bogus";
-  EXPECT_EQ(Camera::create(c, {}, {}, {}, reg).status().code(), core::Code::kInvalid);
+  EXPECT_EQ(create_camera(c, {}, {}, {}, reg).status().code(), core::Code::kInvalid);
   config::FaceConfig f;
   f.cascade = "/nonexistent.xml";
-  EXPECT_EQ(Camera::create(camera_cfg(), {}, f, {}, reg).status().code(), core::Code::kUnavailable);
+  EXPECT_EQ(create_camera(camera_cfg(), {}, f, {}, reg).status().code(), core::Code::kUnavailable);
   config::MotionConfig m;
   m.masks = {"nope"};
-  EXPECT_EQ(Camera::create(camera_cfg(), m, {}, {}, reg).status().code(), core::Code::kInvalid);
+  EXPECT_EQ(create_camera(camera_cfg(), m, {}, {}, reg).status().code(), core::Code::kInvalid);
 }
 
 }  // namespace

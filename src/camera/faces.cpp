@@ -6,7 +6,7 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/objdetect.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 
 namespace outpost::camera {
 

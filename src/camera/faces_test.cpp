@@ -4,7 +4,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/camera_test_util.hpp"
 #include "camera/detail/camera.hpp"
 

@@ -14,7 +14,7 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/detail/camera.hpp"
 
 namespace outpost::camera {

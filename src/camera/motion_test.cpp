@@ -2,7 +2,7 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/camera_test_util.hpp"
 #include "camera/detail/camera.hpp"
 

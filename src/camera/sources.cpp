@@ -10,7 +10,7 @@
 #include <opencv2/videoio.hpp>
 #include <opencv2/videoio/registry.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/detail/camera.hpp"
 
 namespace outpost::camera {

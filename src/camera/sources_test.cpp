@@ -7,7 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
-#include "camera/camera.hpp"
+#include "camera/vision.hpp"
 #include "camera/camera_test_util.hpp"
 #include "camera/detail/camera.hpp"
 

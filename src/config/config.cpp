@@ -250,6 +250,9 @@ const std::vector<KeyDef>& defs() {
                                 FIELD(camera.snapshot_max_count), 1, 10'000'000));
     v.push_back(int_key<size_t>({"camera", "snapshot_max_bytes", "integer", "total size of snapshots kept, at most"},
                                 FIELD(camera.snapshot_max_bytes), 1 << 20, int64_t(1) << 44));
+    v.push_back(string_key({"camera", "plugin", "string",
+                            "path of outpost-camera.so; default: beside the executable, else ../lib/outpost/"},
+                           FIELD(camera.plugin)));
 
     v.push_back(bool_key({"motion", "enabled", "boolean", "motion detection on at start"}, FIELD(motion.enabled)));
     v.push_back(int_key<int>({"motion", "analysis_width", "integer", "frames are downscaled to this width for analysis"},

@@ -84,6 +84,9 @@ struct CameraConfig {
   milliseconds reopen_max_backoff{30'000};    // a lost camera is reopened with backoff up to this
   size_t snapshot_max_count = 1000;           // retention of saved snapshots
   size_t snapshot_max_bytes = 512ULL << 20;   // ...and their total size
+  // The camera plugin (outpost-camera.so, OpenCV), loaded unless source is "off". Empty: beside
+  // the executable, else <executable's directory>/../lib/outpost/.
+  std::string plugin;
 };
 
 struct MotionConfig {
