@@ -376,3 +376,18 @@ def test_required_device_keys(fresh_server):
         assert [r["value"] for r in rows] == [2.0]
     finally:
         dev.close()
+
+
+def test_oversized_datagrams_are_dropped(fresh_server):
+    s = fresh_server(args=["--set", "udp.max_datagram=1024"])
+    key = create_key(s.data_dir, "read")
+    dev = Device(s)
+    try:
+        big = json.dumps({"dataformat_version": "1.0", "big0000000000001": {"attributes": {"pad": "x" * 2000}}})
+        dev.send(big.encode())
+        dev.packet("small00000000001", light=1.0)
+        wait_for(lambda: s.get("/api/devices/small00000000001", key=key).status_code == 200, what="small one")
+        wait_for(lambda: metric(s, 'outpost_udp_dropped_total{reason="too_large"}', key) == 1, what="too_large")
+        assert s.get("/api/devices/big0000000000001", key=key).status_code == 404
+    finally:
+        dev.close()
