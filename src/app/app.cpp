@@ -490,7 +490,7 @@ int serve(const ConfigFlags& flags) {
   if (udp) udp->stop();
   blocking.join();
   collector.stop();
-  hub.tick(core::now());  // writes the devices changed since the last tick
+  hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();
   spdlog::info("stopped");

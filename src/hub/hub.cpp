@@ -237,17 +237,16 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
     }
   }
   if (readings.empty()) return;
+  // Live first: a reading is published as it arrives, not after the write transaction that
+  // holds it (which batches, and under load takes milliseconds), so WebSocket clients and rules
+  // see it at once. The store's answer decides only what is counted.
+  for (const auto& e : live) bus_.publish(e);
   size_t n = readings.size();
   // The callback may run after the hub is gone (the store drains at close): it holds only what
-  // outlives the store (the bus and the metrics registry, see app/).
-  store_.append(std::move(readings), [n, bus = &bus_, stored = &m_->readings, dropped = &m_->dropped_store,
-                                      live = std::move(live)](Status s) {
-    if (!s) {
-      dropped->inc(n);
-      return;
-    }
+  // outlives the store (the metrics registry, see app/).
+  store_.append(std::move(readings), [n, stored = &m_->readings, dropped = &m_->dropped_store](Status s) {
+    if (!s) return dropped->inc(n);
     stored->inc(n);
-    for (const auto& e : live) bus->publish(e);
   });
 }
 
@@ -393,10 +392,15 @@ void Hub::tick(core::TimePoint now) {
       }
     }
   }
-  persist();
+  {
+    std::lock_guard lk(persist_mu_);
+    if (last_save_ && now - *last_save_ < kSaveInterval && now >= *last_save_) return;
+    last_save_ = now;
+  }
+  save();
 }
 
-void Hub::persist() {
+void Hub::save() {
   std::lock_guard lk(persist_mu_);
   auto dirty = registry_.take_dirty();
   if (dirty.empty()) return;

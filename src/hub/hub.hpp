@@ -1,7 +1,7 @@
 // The hub: where every device's reports meet. It keeps the device registry (in memory, with a
 // spatial index, written behind to the store), appends every reading to the store, publishes
-// readings and device events on the bus once committed, and carries commands to devices over
-// their transport and their outcomes back.
+// readings on the bus as they arrive and device events once stored, and carries commands to
+// devices over their transport and their outcomes back.
 //
 // It lives in its own module rather than in core/ (as ARCHITECTURE.md sketched) because it
 // needs the store, and the store depends on core's model.
@@ -132,9 +132,10 @@ class Hub {
   // Loads the stored devices (all offline until they report again). Call once, before ingest.
   core::Status load();
 
-  // Merges reports into the registry and appends their readings to the store; once committed,
-  // each reading is published on the bus as a "reading" event. New devices and devices back
-  // from silence give an "online" event. Any thread; does not wait for the store.
+  // Merges reports into the registry, publishes each reading on the bus as a "reading" event
+  // (at once: readings are a live feed with no id, unlike events, which are stored first), and
+  // appends the readings to the store. New devices and devices back from silence give an
+  // "online" event. Any thread; does not wait for the store.
   void ingest(std::vector<core::DeviceReport>&& reports);
 
   // Like ingest() for readings that are already stored (the local board's collector writes its
@@ -153,9 +154,14 @@ class Hub {
                                core::Json value, const std::string& who, std::string raw = {});
   std::optional<Command> command(const std::string& id) const;
 
-  // Offline marking, command time-outs, and writing changed devices to the store. The app calls
-  // it about once a second from a timer; tests call it with their own clock.
+  // Offline marking, command time-outs, and (every kSaveInterval) writing changed devices to
+  // the store. The app calls it about once a second from a timer; tests call it with their own
+  // clock. Readings are stored as they come; what a crash can lose is the registry's view of
+  // the last seconds (a new device, a last_seen), which the device's next report restores.
   void tick(core::TimePoint now);
+  // Writes every changed device now (at shutdown).
+  void save();
+  static constexpr std::chrono::seconds kSaveInterval{10};
 
   Registry& registry() { return registry_; }
   const Registry& registry() const { return registry_; }
@@ -168,7 +174,6 @@ class Hub {
 
  private:
   void finish(Command& c, CommandState st, std::string detail);  // mu_ held
-  void persist();
 
   config::HubConfig cfg_;
   store::Store& store_;
@@ -182,6 +187,7 @@ class Hub {
   std::unordered_map<std::string, Command> commands_;
   std::vector<std::string> command_order_;  // oldest first, for the bound on kept commands
   std::mutex persist_mu_;
+  std::optional<core::TimePoint> last_save_;  // under persist_mu_
 };
 
 }  // namespace outpost::hub

@@ -79,7 +79,7 @@ class HubTest : public ::testing::Test {
   std::vector<core::Event> events_;
 };
 
-TEST_F(HubTest, IngestStoresEveryReadingAndPublishesThemOnceCommitted) {
+TEST_F(HubTest, IngestStoresEveryReadingAndPublishesItLive) {
   auto sub = bus_.subscribe("test", 100, nullptr);
   std::vector<core::DeviceReport> batch{report("d1")};
   hub_->ingest(std::move(batch));
