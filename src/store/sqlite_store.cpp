@@ -392,6 +392,20 @@ class SqliteStore final : public Store {
     refuse(std::move(refused));  // outside the lock: `done` may well call append() again
   }
 
+  // A series' id and unit by name on a reader connection; nullopt when there is none.
+  static Result<std::optional<std::pair<int64_t, std::string>>> find_series(Db& db, const std::string& device,
+                                                                             const std::string& sensor) {
+    auto st = db.prepare(kSeriesByName);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, device);
+    s->bind_text(2, sensor);
+    int rc = s->step();
+    if (rc == SQLITE_DONE) return std::optional<std::pair<int64_t, std::string>>();
+    if (rc != SQLITE_ROW) return db.error(rc, "query series");
+    return std::optional<std::pair<int64_t, std::string>>(std::pair{s->int64(0), s->text(1)});
+  }
+
   Result<std::vector<core::Reading>> query(const ReadingQuery& q) const override {
     int64_t from = q.from ? core::to_micros(*q.from) : kMinTs;
     int64_t to = q.to ? core::to_micros(*q.to) : kMaxTs;
@@ -400,20 +414,10 @@ class SqliteStore final : public Store {
     if (q.limit == 0) return out;
     auto lease = readers_.acquire();
     if (!lease) return lease.status();
-    int64_t series;
-    std::string unit;
-    {
-      auto st = (*lease)->prepare(kSeriesByName);
-      if (!st) return st.status();
-      StmtLease& s = *st;
-      s->bind_text(1, q.device);
-      s->bind_text(2, q.sensor);
-      int rc = s->step();
-      if (rc == SQLITE_DONE) return out;  // an unknown series has no readings
-      if (rc != SQLITE_ROW) return (*lease)->error(rc, "query series");
-      series = s->int64(0);
-      unit = s->text(1);
-    }
+    auto found = find_series(**lease, q.device, q.sensor);
+    if (!found) return found.status();
+    if (!*found) return out;  // an unknown series has no readings
+    auto [series, unit] = **found;
     auto st = (*lease)->prepare(q.newest ? kQueryNewest : kQueryOldest);
     if (!st) return st.status();
     StmtLease& s = *st;
@@ -452,18 +456,10 @@ class SqliteStore final : public Store {
     if (q.limit == 0 || from > to) return out;
     auto lease = readers_.acquire();
     if (!lease) return lease.status();
-    int64_t series;
-    {
-      auto st = (*lease)->prepare(kSeriesByName);
-      if (!st) return st.status();
-      StmtLease& s = *st;
-      s->bind_text(1, q.device);
-      s->bind_text(2, q.sensor);
-      int rc = s->step();
-      if (rc == SQLITE_DONE) return out;
-      if (rc != SQLITE_ROW) return (*lease)->error(rc, "query series");
-      series = s->int64(0);
-    }
+    auto found = find_series(**lease, q.device, q.sensor);
+    if (!found) return found.status();
+    if (!*found) return out;
+    int64_t series = (*found)->first;
     auto st = (*lease)->prepare(q.newest ? kQueryBucketsNewest : kQueryBucketsOldest);
     if (!st) return st.status();
     StmtLease& s = *st;

@@ -2,38 +2,18 @@
 over real UDP (plain and gzip), every request of the seed replayed as written, the native
 device API over the same devices, forwarded commands to a fake device, and bad input of every
 kind without losing accepted readings."""
-import copy
 import gzip
 import json
-import math
 import socket
-import time
-from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import ROOT, Server, _servers, create_key, run_cli
+from conftest import ROOT, Server, _servers, create_key, metric, run_cli, wait_for
 
 SEED_PACKET = (ROOT / "src" / "ingest" / "testdata" / "seed004_packet.json").read_bytes()
 SEED_ID = "d23c058698435eff"
 
 
-def wait_for(fn, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(server, name, key):
-    for line in server.get("/metrics", key=key).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 class Device:

@@ -1,33 +1,15 @@
 """AstroPlant kits over MQTT (seed 003): a real Mosquitto broker, kits publishing with paho-mqtt,
 and seed 003's three routes, commands over kit-rpc, bad payloads, and a broker restart."""
 import json
-import threading
 import time
 
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import Server, _servers, create_key
+from conftest import Server, _servers, create_key, metric, wait_for
 from mosquitto_broker import MosquittoBroker
 
 
-def wait_for(fn, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(server, name, key=None):
-    """The value of one sample in /metrics (0 when absent)."""
-    text = server.get("/metrics", key=key or server.keys["read"]).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0
 
 
 class Kit:
@@ -166,7 +148,7 @@ def test_malformed_payloads_are_dropped_and_counted(hub, broker):
         kit.raw("p", "q", 1.5, "2026-11-21T10:00:00Z")  # the good one still gets in
 
         def counted():
-            return all(metric(hub, f'outpost_mqtt_dropped_total{{reason="{r}"}}') >= 1
+            return all(metric(hub, f'outpost_mqtt_dropped_total{{reason="{r}"}}', hub.keys["read"]) >= 1
                        for r in ("invalid_json", "missing_fields", "bad_type"))
         wait_for(lambda: hub.get("/api/devices/kit-0004", key=hub.keys["read"]).status_code == 200, what="good one")
         wait_for(counted, what="drops counted")

@@ -31,6 +31,25 @@ def run_cli(*args, env=None, check=True, input=None, timeout=30):
     return proc
 
 
+def wait_for(fn, timeout=10, what="condition"):
+    """Polls fn() until it returns something true (returned), or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(server, name, key):
+    """The value of one sample of /metrics, e.g. 'outpost_udp_dropped_total{reason="too_large"}' (0 when absent)."""
+    for line in server.get("/metrics", key=key).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def create_key(data_dir, scope, name="test"):
     """`outpost keys create`: the key is alone on the last line of standard output."""
     out = run_cli("keys", "create", "--data-dir", str(data_dir), "--scope", scope, "--name", name).stdout
