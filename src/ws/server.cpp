@@ -560,7 +560,9 @@ void Server::register_routes(http::Router& router) {
   http::Route route{
       http::Verb::get,
       "/ws",
-      http::Access::kPublic,
+      // Read scope for a plain GET; a handshake is authenticated its own way (see http::Upgrade):
+      // a credential in it is checked, and without one the first message may authenticate.
+      http::Access::kRead,
       [](http::Request&) {
         http::Response r =
             http::problem(426, "this is a WebSocket endpoint: open it with a WebSocket client (Upgrade: websocket)");
@@ -578,8 +580,8 @@ void Server::register_routes(http::Router& router) {
            "`{\"op\":\"subscribe\",\"devices\":[...]|\"*\",\"sensors\":[...],\"types\":[...]}` → "
            "`{\"op\":\"subscribed\",\"subscriptions\":[...]}`; `{\"op\":\"unsubscribe\",...}` → "
            "`{\"op\":\"unsubscribed\",...}`; `{\"op\":\"list\"}` → `{\"op\":\"list\",\"devices\":[...]}`; "
-           "`{\"op\":\"command\",\"device\":..,\"target\":..,\"parameter\":..,\"value\":..}` (scope "
-           "`control`) → `{\"op\":\"command\",\"id\":\"...\"}`; `{\"op\":\"ping\"}` → `{\"op\":\"pong\"}`; "
+           "`{\"op\":\"command\",\"device\":..,\"target\":..,\"parameter\":..,\"value\":..}` (needs the "
+           "control scope) → `{\"op\":\"command\",\"id\":\"...\"}`; `{\"op\":\"ping\"}` → `{\"op\":\"pong\"}`; "
            "errors → `{\"op\":\"error\",\"error\":\"...\"}`.\n\n"
            "Events: `{\"op\":\"event\",\"id\":..,\"type\":..,\"device\":..,\"time\":..,\"data\":{...}}`. "
            "Until its first subscribe a client receives every event. A client that does not keep up is "

@@ -117,12 +117,14 @@ class Client {
 };
 
 // One plain HTTP exchange.
-bhttp::response<bhttp::string_body> http_get(unsigned short port, const std::string& target) {
+bhttp::response<bhttp::string_body> http_get(unsigned short port, const std::string& target,
+                                             const std::string& key = "") {
   net::io_context ioc;
   tcp::socket socket(ioc);
   socket.connect({net::ip::make_address("127.0.0.1"), port});
   bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
   req.set(bhttp::field::host, "127.0.0.1");
+  if (!key.empty()) req.set("X-API-Key", key);
   bhttp::write(socket, req);
   beast::flat_buffer buffer;
   bhttp::response<bhttp::string_body> res;
@@ -603,7 +605,8 @@ TEST_F(WsServerTest, ShutdownClosesWith1001AndRefusesNewClients) {
 
 TEST_F(WsServerTest, PlainGetIs426) {
   start();
-  auto res = http_get(port_, "/ws");
+  EXPECT_EQ(http_get(port_, "/ws").result_int(), 401);  // like every route that is not public
+  auto res = http_get(port_, "/ws", read_key_);
   EXPECT_EQ(res.result_int(), 426);
   EXPECT_EQ(res[bhttp::field::upgrade], "websocket");
   EXPECT_EQ(Json::parse(res.body())["status"], 426);
