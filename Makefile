@@ -37,6 +37,7 @@ bench: deps
 	@cmake --build build-bench -j $(JOBS)
 	bench/run-bench
 	bench/camera/run-camera-bench
+	bench/hub/run-hub-bench
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'web/*.cpp' 'web/*.hpp' 'bench/*.cpp')

@@ -250,6 +250,19 @@ size_t Registry::online() const {
 
 std::vector<std::string> Registry::mark_offline(core::TimePoint cutoff) {
   std::vector<std::string> out;
+  // Look under the shared lock (queries go on); take the exclusive one only when someone went
+  // silent. This runs every second over every device.
+  {
+    std::shared_lock lk(impl_->mu);
+    bool any = false;
+    for (const auto& e : impl_->slots) {
+      if (e->device.online && e->device.last_seen < cutoff) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return out;
+  }
   std::unique_lock lk(impl_->mu);
   for (uint32_t s = 0; s < impl_->slots.size(); ++s) {
     core::Device& d = impl_->slots[s]->device;
@@ -264,14 +277,18 @@ std::vector<std::string> Registry::mark_offline(core::TimePoint cutoff) {
 }
 
 std::vector<core::Device> Registry::take_dirty() {
-  std::vector<core::Device> out;
-  std::unique_lock lk(impl_->mu);
-  out.reserve(impl_->dirty.size());
-  for (uint32_t s : impl_->dirty) {
-    impl_->slots[s]->dirty = false;
-    out.push_back(impl_->slots[s]->device);
+  std::vector<uint32_t> slots;
+  {
+    std::unique_lock lk(impl_->mu);  // only the marks: quick
+    slots.swap(impl_->dirty);
+    for (uint32_t s : slots) impl_->slots[s]->dirty = false;
   }
-  impl_->dirty.clear();
+  // The copies under the shared lock, so queries are not held up. A device changed in between
+  // is marked again and saved next time.
+  std::vector<core::Device> out;
+  out.reserve(slots.size());
+  std::shared_lock lk(impl_->mu);
+  for (uint32_t s : slots) out.push_back(impl_->slots[s]->device);
   return out;
 }
 
