@@ -87,6 +87,8 @@ void register_root_routes(http::Router& router, Deps& deps);
 // GET /api/devices[/{id}[/readings]], POST /api/devices/{id}/commands, GET /api/commands/{id},
 // and AstroPlant's GET /kits[/{id}[/data]]. Nothing when the hub is off.
 void register_device_hub_routes(http::Router& router, Deps& deps);
+// A stored reading's value: the number (null for NaN), or the JSON its text holds (a 3DPoint...).
+nlohmann::ordered_json reading_value(const core::Reading& r);
 // A device in the native API's shape.
 nlohmann::ordered_json device_json(const core::Device& d);
 // Seed 000's GET / answer.

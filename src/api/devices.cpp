@@ -49,24 +49,10 @@ json value_json(const core::SensorValue& v) {
   return {{"unit", v.unit}, {"primitive", v.primitive}, {"time", core::format_iso8601(v.ts)}, {"values", v.values}};
 }
 
-std::optional<core::Transport> transport_named(std::string_view s) {
-  if (s == "local") return core::Transport::kLocal;
-  if (s == "udp") return core::Transport::kUdp;
-  if (s == "mqtt") return core::Transport::kMqtt;
-  return std::nullopt;
-}
-
 const core::Sensor* find_sensor(const core::Device& d, const std::string& id) {
   for (const auto& s : d.sensors)
     if (s.id == id) return &s;
   return nullptr;
-}
-
-// A stored reading's value: the number, or the JSON its text holds (a 3DPoint, a string...).
-json reading_value(const core::Reading& r) {
-  if (r.is_numeric()) return std::isfinite(r.value) ? json(r.value) : json(nullptr);
-  auto j = json::parse(r.text, nullptr, false);
-  return j.is_discarded() ? json(r.text) : j;
 }
 
 json command_json(const hub::Command& c) {
@@ -84,6 +70,12 @@ json command_json(const hub::Command& c) {
 }
 
 }  // namespace
+
+json reading_value(const core::Reading& r) {
+  if (r.is_numeric()) return std::isfinite(r.value) ? json(r.value) : json(nullptr);
+  auto j = json::parse(r.text, nullptr, false);
+  return j.is_discarded() ? json(r.text) : j;
+}
 
 json device_json(const core::Device& d) {
   json sensors = json::array();
@@ -121,7 +113,7 @@ Response list_devices(Deps& d, Request& req) {
   f.limit = 100;
   if (auto v = req.query_param("type")) f.sensor_type = *v;
   if (auto v = req.query_param("transport")) {
-    f.transport = transport_named(*v);
+    f.transport = core::parse_transport(*v);
     if (!f.transport) return bad_param("transport", fmt::format("transport must be local, udp or mqtt, got '{}'", *v));
   }
   if (auto v = req.query_param("online")) {

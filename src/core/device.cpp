@@ -14,6 +14,12 @@ std::string_view transport_name(Transport t) {
   return "unknown";
 }
 
+std::optional<Transport> parse_transport(std::string_view name) {
+  for (auto t : {Transport::kLocal, Transport::kUdp, Transport::kMqtt})
+    if (transport_name(t) == name) return t;
+  return std::nullopt;
+}
+
 namespace {
 
 std::optional<double> number_of(const Json& j) {

@@ -28,6 +28,7 @@ struct Location {
 
 enum class Transport { kLocal, kUdp, kMqtt };
 std::string_view transport_name(Transport t);  // "local", "udp", "mqtt"
+std::optional<Transport> parse_transport(std::string_view name);  // the inverse; nullopt otherwise
 
 // One value of a sensor as the device stated it.
 struct SensorValue {

@@ -25,13 +25,6 @@ Json actuator_doc(const core::Actuator& a) {
           {"attributes", a.attributes}};
 }
 
-std::optional<core::Transport> transport_of(std::string_view s) {
-  if (s == "local") return core::Transport::kLocal;
-  if (s == "udp") return core::Transport::kUdp;
-  if (s == "mqtt") return core::Transport::kMqtt;
-  return std::nullopt;
-}
-
 // The host part of "HOST:PORT" / "[v6]:PORT" (or the whole text when there is no port).
 std::string_view host_of(std::string_view addr) {
   if (!addr.empty() && addr.front() == '[') {
@@ -151,7 +144,7 @@ core::Result<core::Device> from_doc(const std::string& id, const Json& doc) {
       d.actuators.push_back({a.value("actions", Json::array()), a.value("callbacks", Json::array()),
                              a.value("configuration", Json::array()), a.value("attributes", Json::object())});
     }
-    auto t = transport_of(doc.value("transport", ""));
+    auto t = core::parse_transport(doc.value("transport", ""));
     if (!t) return Status::invalid(fmt::format("device '{}': unknown transport", id));
     d.transport = *t;
     d.address = doc.value("address", "");
@@ -229,12 +222,7 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
       continue;
     }
     m_->reports.inc();
-    if (merged.created) m_->devices.set(static_cast<double>(registry_.size()));
-    if (merged.came_online) {
-      m_->online.set(static_cast<double>(registry_.online()));
-      record_event_(core::Event{0, received, id, "online",
-                                Json{{"transport", core::transport_name(transport)}, {"address", address}}.dump()});
-    }
+    note_merged(merged, id, transport, address, received);
   }
   if (readings.empty()) return;
   // Live first: a reading is published as it arrives, not after the write transaction that
@@ -250,15 +238,20 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
   });
 }
 
+// After a merge: the device gauge, and an "online" event for a device new or back from silence.
+void Hub::note_merged(const Registry::Merged& m, const std::string& id, core::Transport transport,
+                      const std::string& address, core::TimePoint received) {
+  if (m.created) m_->devices.set(static_cast<double>(registry_.size()));
+  if (!m.came_online) return;
+  m_->online.set(static_cast<double>(registry_.online()));
+  record_event_(core::Event{0, received, id, "online",
+                            Json{{"transport", core::transport_name(transport)}, {"address", address}}.dump()});
+}
+
 void Hub::observe(core::DeviceReport&& r) {
   auto merged = registry_.merge(core::DeviceReport(r));
   if (merged.refused) return m_->refused.inc();
-  if (merged.created) m_->devices.set(static_cast<double>(registry_.size()));
-  if (merged.came_online) {
-    m_->online.set(static_cast<double>(registry_.online()));
-    record_event_(core::Event{0, r.received, r.id, "online",
-                              Json{{"transport", core::transport_name(r.transport)}, {"address", r.address}}.dump()});
-  }
+  note_merged(merged, r.id, r.transport, r.address, r.received);
   if (bus_.subscribers() == 0) return;
   for (const auto& s : r.sensors) {
     if (s.value) bus_.publish(core::Event{0, s.value->ts, r.id, "reading", reading_payload(s).dump()});

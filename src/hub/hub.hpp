@@ -174,6 +174,8 @@ class Hub {
 
  private:
   void finish(Command& c, CommandState st, std::string detail);  // mu_ held
+  void note_merged(const Registry::Merged& m, const std::string& id, core::Transport transport,
+                   const std::string& address, core::TimePoint received);
 
   config::HubConfig cfg_;
   store::Store& store_;

@@ -30,12 +30,6 @@ std::string fiware_time(core::TimePoint t) {
   return iso.substr(0, 10) + " " + iso.substr(11, 8);
 }
 
-json stored_value(const core::Reading& r) {
-  if (r.is_numeric()) return std::isfinite(r.value) ? json(r.value) : json(nullptr);
-  auto j = json::parse(r.text, nullptr, false);
-  return j.is_discarded() ? json(r.text) : j;
-}
-
 Response fiware_error(std::string message, std::string_view parameter = {}) {
   json extra = parameter.empty() ? json(nullptr) : json{{"parameter", parameter}};
   return http::problem(400, std::move(message), extra);
@@ -59,7 +53,7 @@ core::Result<json> fiware_device(Deps& d, const core::Device& dev, size_t histor
       if (!rows) return rows.status();
       std::string primitive = s.value ? s.value->primitive : "";
       for (auto it = rows->rbegin(); it != rows->rend(); ++it) {  // newest first, as "latest" reads
-        values.push_back({{"unit", it->unit}, {"time", fiware_time(it->ts)}, {"values", stored_value(*it)},
+        values.push_back({{"unit", it->unit}, {"time", fiware_time(it->ts)}, {"values", reading_value(*it)},
                           {"primitive", primitive}});
       }
     }
