@@ -225,6 +225,7 @@ void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
     note_merged(merged, id, transport, address, received);
   }
   if (readings.empty()) return;
+  for (const auto& fn : observers_) fn(readings);
   // Live first: a reading is published as it arrives, not after the write transaction that
   // holds it (which batches, and under load takes milliseconds), so WebSocket clients and rules
   // see it at once. The store's answer decides only what is counted.
@@ -252,6 +253,15 @@ void Hub::observe(core::DeviceReport&& r) {
   auto merged = registry_.merge(core::DeviceReport(r));
   if (merged.refused) return m_->refused.inc();
   note_merged(merged, r.id, r.transport, r.address, r.received);
+  if (!observers_.empty()) {
+    std::vector<core::Reading> readings;
+    for (const auto& s : r.sensors) {
+      if (s.value) readings.push_back(reading_of(r.id, s));
+    }
+    if (!readings.empty()) {
+      for (const auto& fn : observers_) fn(readings);
+    }
+  }
   if (bus_.subscribers() == 0) return;
   for (const auto& s : r.sensors) {
     if (s.value) bus_.publish(core::Event{0, s.value->ts, r.id, "reading", reading_payload(s).dump()});

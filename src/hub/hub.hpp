@@ -142,6 +142,14 @@ class Hub {
   // own): merges the report and publishes its readings, storing nothing.
   void observe(core::DeviceReport&& report);
 
+  // Every reading the hub accepts (from ingest() and observe(), after the merge) is shown to
+  // each observer, synchronously, on the thread that brought it, before the store is asked to
+  // write it: the edge's rules and aggregator see every reading within microseconds, and none is
+  // lost to a full bus queue. Observers must be quick and must not block (no store waits, no
+  // network). Add them all before the first ingest()/observe(); not thread-safe with those.
+  using ReadingsObserver = std::function<void(const std::vector<core::Reading>&)>;
+  void add_readings_observer(ReadingsObserver fn) { observers_.push_back(std::move(fn)); }
+
   // A device's answer to a command. `from` is where it came from (a UDP address, "mqtt:<serial>")
   // and must be the command's device's address; anything else is ignored (and counted).
   void ack(const core::CommandAck& a, const std::string& from);
@@ -183,6 +191,7 @@ class Hub {
   std::function<void(core::Event)> record_event_;
   Registry registry_;
   std::unique_ptr<HubMetrics> m_;
+  std::vector<ReadingsObserver> observers_;
 
   mutable std::mutex mu_;  // commands and senders
   std::map<core::Transport, Sender> senders_;

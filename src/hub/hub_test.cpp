@@ -103,6 +103,39 @@ TEST_F(HubTest, IngestStoresEveryReadingAndPublishesItLive) {
   EXPECT_EQ(Json::parse(events("online")[0].payload)["address"], "127.0.0.1:5000");
 }
 
+TEST_F(HubTest, ObserversSeeEveryAcceptedReadingOfIngestAndObserve) {
+  std::vector<core::Reading> seen;
+  hub_->add_readings_observer([&](const std::vector<core::Reading>& rs) { seen.insert(seen.end(), rs.begin(), rs.end()); });
+  std::vector<core::DeviceReport> batch{report("d1")};
+  hub_->ingest(std::move(batch));
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].device, "d1");
+  EXPECT_EQ(seen[0].sensor, "light");
+  EXPECT_DOUBLE_EQ(seen[0].value, 58.6);
+  EXPECT_EQ(seen[1].sensor, "magneticfield");
+  EXPECT_FALSE(seen[1].is_numeric());
+
+  core::DeviceReport local{.id = "board", .transport = core::Transport::kLocal, .received = core::now()};
+  core::Sensor t{.id = "cpu_temp_c"};
+  t.value = core::SensorValue{"C", "double", local.received, 31.5};
+  local.sensors.push_back(t);
+  hub_->observe(std::move(local));
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2].device, "board");
+  EXPECT_DOUBLE_EQ(seen[2].value, 31.5);
+
+  // A device over max_devices is refused, and so are its readings.
+  hub_->save();  // d1 and board
+  cfg_.max_devices = 2;
+  reopen();
+  ASSERT_EQ(hub_->registry().size(), 2u);
+  seen.clear();
+  hub_->add_readings_observer([&](const std::vector<core::Reading>& rs) { seen.insert(seen.end(), rs.begin(), rs.end()); });
+  std::vector<core::DeviceReport> third{report("d3")};
+  hub_->ingest(std::move(third));
+  EXPECT_TRUE(seen.empty());
+}
+
 TEST_F(HubTest, DevicesSurviveARestartOfflineUntilTheyReport) {
   std::vector<core::DeviceReport> batch{report("d1"), report("d2")};
   hub_->ingest(std::move(batch));
