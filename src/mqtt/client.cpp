@@ -18,6 +18,7 @@
 #include <system_error>
 #include <thread>
 
+#include "mqtt/detail/libmosquitto.hpp"
 #include "mqtt/mqtt.hpp"
 
 namespace outpost::mqtt {
@@ -31,14 +32,16 @@ constexpr std::chrono::milliseconds kInitialBackoff = 100ms;
 constexpr std::chrono::milliseconds kDisconnectFlush = 1000ms;
 constexpr const char* kSystemCaPath = "/etc/ssl/certs";
 
-// mosquitto_lib_init is not thread-safe and belongs once to the process; a function-local
-// static gives both, and cleans up at exit.
-void ensure_library() {
+// Loads libmosquitto (see detail/libmosquitto.hpp). mosquitto_lib_init is not thread-safe and
+// belongs once to the process; a function-local static gives both, and cleans up at exit.
+core::Status ensure_library() {
+  if (auto s = detail::load_libmosquitto(); !s) return s;
   struct Library {
     Library() { mosquitto_lib_init(); }
     ~Library() { mosquitto_lib_cleanup(); }
   };
   static Library library;
+  return core::Status::ok();
 }
 
 // mosquitto_strerror(MOSQ_ERR_ERRNO) reads errno through strerror(), which is not thread-safe.
@@ -320,7 +323,7 @@ core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& c
                                                      ClientMetrics metrics) {
   auto url = parse_broker_url(cfg.url);
   if (!url) return url.status();
-  ensure_library();
+  if (auto s = ensure_library(); !s) return s;
 
   auto impl = std::make_unique<Impl>();
   impl->cfg = cfg;
