@@ -504,7 +504,9 @@ int serve(const ConfigFlags& flags) {
   if (udp) udp->stop();
   blocking.join();
   collector.stop();
-  // No reading comes any more: close what is due, keep the open windows for the next start.
+  // No reading comes any more (the collector's last samples reach the hub once committed: flush
+  // first). Close what is due, keep the open windows for the next start.
+  if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (void)aggregator.stop();
   hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());

@@ -383,7 +383,9 @@ TEST_F(AggregatorTest, HandoffGetsEachCommittedSummaryOnceAndAPendingOneAgainAft
   auto handoff = [&](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
     // Committed before the handoff sees them.
     for (const auto& x : xs) {
-      EXPECT_EQ(stored(x.device, x.sensor).size(), 1u);
+      auto there = store_->query_summaries({.device = x.device, .sensor = x.sensor, .from = x.period_start,
+                                            .to = x.period_start});
+      EXPECT_EQ(there->size(), 1u) << core::summary_id(x);
       handed.push_back(core::summary_id(x));
     }
     done(accept ? core::Status::ok() : core::Status::unavailable("outbox full"));
