@@ -73,6 +73,8 @@ struct Deps {
   http::UpgradeHandler ws_upgrade;
   // The hub's part of /api/health (devices, UDP, MQTT, WebSocket clients), from app/.
   std::function<nlohmann::json()> hub_health;
+  // The windowed summaries (its stats go into /api/health); null when off.
+  edge::Aggregator* aggregator = nullptr;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.
@@ -93,6 +95,9 @@ nlohmann::ordered_json reading_value(const core::Reading& r);
 nlohmann::ordered_json device_json(const core::Device& d);
 // Seed 000's GET / answer.
 http::Response seed000_hello();
+
+// GET /api/summaries (the edge's windowed summaries).
+void register_summary_routes(http::Router& router, Deps& deps);
 
 // Seed 000: /motion, /face, /angle, /video_feed, /stream, /snapshot, /signup, /login.
 void register_seed000_routes(http::Router& router, Deps& deps);

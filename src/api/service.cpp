@@ -40,7 +40,8 @@ bool accepts_gzip(std::string_view header) {
   return gzip_named ? gzip : star;
 }
 
-// GET /api/health → {"status", "uptime_seconds", "readings_stored", "store", "hardware"}.
+// GET /api/health → {"status", "uptime_seconds", "readings_stored", "store", "hardware", "camera",
+// "hub", "summaries"}.
 // 200 when healthy, 503 when the store cannot write (so a monitor sees it without parsing).
 Response health(Deps& d) {
   auto store = d.store.health();
@@ -63,6 +64,11 @@ Response health(Deps& d) {
             {"hardware", hardware},
             {"camera", camera}};
   if (d.hub_health) j["hub"] = d.hub_health();
+  if (d.aggregator) {
+    auto st = d.aggregator->stats();
+    j["summaries"] = {{"enabled", d.cfg.aggregator.summaries}, {"open_windows", st.open_windows},
+                      {"series", st.series}, {"produced", st.summaries}, {"late_readings", st.late}};
+  }
   return Response::json(j, store.ok ? 200 : 503);
 }
 

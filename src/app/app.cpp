@@ -295,6 +295,16 @@ int serve(const ConfigFlags& flags) {
   // samples itself; the hub keeps the latest values and publishes them).
   hub::Hub hub(cfg.hub, **store, bus, metrics, record_event);
   if (auto s = hub.load(); !s) return fail(s);
+  // Windowed summaries of every reading the hub accepts (this board's and remote devices'):
+  // stored, published on the bus, closed on time by the housekeeping thread's tick.
+  edge::Aggregator aggregator(cfg.aggregator, **store, bus, metrics);
+  if (cfg.aggregator.summaries) {
+    hub.add_readings_observer([&aggregator](const std::vector<core::Reading>& rs) { aggregator.observe(rs); });
+  }
+  // Upstream: aggregator.set_handoff(fn) gives fn every committed summary batch once; fn enqueues
+  // them in the outbox (message id core::summary_id, body core::summary_json) and calls its
+  // `done` after the outbox's commit. Set it here, before start().
+  if (auto s = aggregator.start(); !s) spdlog::warn("aggregator: {}", s.to_string());
   hub.observe(board_report(device_id, board));
   collector.on_stored([&hub, device_id](const std::vector<core::Reading>& rs) {
     core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
@@ -409,7 +419,8 @@ int serve(const ConfigFlags& flags) {
                  .run_blocking = [&blocking](std::function<void()> fn) {
                    boost::asio::post(blocking, std::move(fn));
                  },
-                 .hub = &hub};
+                 .hub = &hub,
+                 .aggregator = &aggregator};
   // Live events over WebSocket: GET /ws, and a handshake on / for seed 004's browser client.
   ws::Server live(ws::Deps{.cfg = cfg.ws,
                            .bus = bus,
@@ -447,6 +458,7 @@ int serve(const ConfigFlags& flags) {
   api::register_seed000_routes(router, deps);
   api::register_camera_routes(router, deps);
   api::register_device_hub_routes(router, deps);
+  api::register_summary_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
@@ -478,7 +490,9 @@ int serve(const ConfigFlags& flags) {
         return;
       }
       auth.refresh();
-      hub.tick(core::now());
+      auto now = core::now();
+      hub.tick(now);
+      aggregator.tick(now);
     }
   });
   server.run();
@@ -490,6 +504,10 @@ int serve(const ConfigFlags& flags) {
   if (udp) udp->stop();
   blocking.join();
   collector.stop();
+  // No reading comes any more (the collector's last samples reach the hub once committed: flush
+  // first). Close what is due, keep the open windows for the next start.
+  if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
+  (void)aggregator.stop();
   hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();

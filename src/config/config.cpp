@@ -166,6 +166,59 @@ KeyDef list_key(KeyInfo info, Field<std::vector<std::string>> field, char sep = 
   return d;
 }
 
+// A TOML table of name = duration (or, in text form, "name=duration,name=duration"). Every
+// duration must lie in [lo, hi]; names must not be empty.
+KeyDef duration_map_key(KeyInfo info, Field<std::map<std::string, milliseconds>> field, milliseconds lo,
+                        milliseconds hi) {
+  KeyDef d{std::move(info), {}, {}};
+  auto one = [info = d.info, lo, hi](const std::string& name, const std::string& text,
+                                      std::map<std::string, milliseconds>& out) {
+    if (name.empty()) return bad(info, "an entry has an empty name");
+    auto v = core::parse_duration(text);
+    if (!v) return bad(info, fmt::format("'{}': '{}' is not a duration (e.g. 30s, 1m, 1h)", name, text));
+    if (*v < lo || *v > hi)
+      return bad(info, fmt::format("'{}': {} ms is out of range [{} ms, {} ms]", name, v->count(), lo.count(),
+                                   hi.count()));
+    out[name] = *v;
+    return Status::ok();
+  };
+  d.from_text = [info = d.info, field, one](Config& c, const std::string& s) {
+    std::map<std::string, milliseconds> out;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t comma = s.find(',', start);
+      std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? s.size() : comma + 1;
+      if (item.empty()) continue;
+      size_t eq = item.rfind('=');
+      if (eq == std::string::npos) return bad(info, fmt::format("'{}' is not name=duration", item));
+      if (auto st = one(item.substr(0, eq), item.substr(eq + 1), out); !st) return st;
+    }
+    field(c) = std::move(out);
+    return Status::ok();
+  };
+  d.from_toml = [info = d.info, field, one](Config& c, const toml::node& n) {
+    const toml::table* t = n.as_table();
+    if (!t) return bad(info, "expected a table of name = duration");
+    std::map<std::string, milliseconds> out;
+    for (const auto& [k, v] : *t) {
+      std::string name(k.str());
+      std::string text;
+      if (v.is_string()) {
+        text = *v.value<std::string>();
+      } else if (v.is_integer()) {
+        text = std::to_string(*v.value<int64_t>());
+      } else {
+        return bad(info, fmt::format("'{}': expected a duration string such as \"1m\" or a number of seconds", name));
+      }
+      if (auto st = one(name, text, out); !st) return st;
+    }
+    field(c) = std::move(out);
+    return Status::ok();
+  };
+  return d;
+}
+
 #define FIELD(path) [](Config& c) -> auto& { return c.path; }
 
 const std::vector<KeyDef>& defs() {
@@ -208,6 +261,8 @@ const std::vector<KeyDef>& defs() {
                                 FIELD(store.batch_max), 1, 1'000'000));
     v.push_back(string_key({"store", "synchronous", "string", "SQLite synchronous mode: normal or full"},
                            FIELD(store.synchronous), {"normal", "full"}));
+    v.push_back(duration_key({"store", "summaries_max_age", "duration", "retention: windowed summaries older than this are deleted"},
+                             FIELD(store.summaries_max_age), ms(60'000), hours(24 * 365 * 100)));
     v.push_back(bool_key({"hw", "simulate", "boolean", "force simulated hardware"}, FIELD(hw.simulate)));
     v.push_back(string_key({"hw", "gpio_chip", "string", "GPIO chip device; if absent, GPIO is simulated"},
                            FIELD(hw.gpio_chip), {}, false));
@@ -331,6 +386,16 @@ const std::vector<KeyDef>& defs() {
                                 FIELD(ws.send_queue), 1, 1'000'000));
     v.push_back(int_key<size_t>({"ws", "max_message", "integer", "bytes of a client message; larger closes the connection"},
                                 FIELD(ws.max_message), 128, 16 * kMiB));
+
+    v.push_back(bool_key({"edge", "summaries", "boolean", "windowed summaries of every numeric sensor of every device"},
+                         FIELD(aggregator.summaries)));
+    v.push_back(duration_key({"edge", "summary_window", "duration", "default summary window, aligned to the epoch"},
+                             FIELD(aggregator.summary_window), ms(1'000), hours(24)));
+    v.push_back(duration_key({"edge", "summary_grace", "duration", "a window closes this long after its end, for late readings"},
+                             FIELD(aggregator.summary_grace), ms(0), hours(1)));
+    v.push_back(duration_map_key({"edge", "summary_windows", "duration map",
+                                  "per-sensor windows: \"sensor\" or \"device/sensor\" = duration; name=duration,... in flags"},
+                                 FIELD(aggregator.summary_windows), ms(1'000), hours(24)));
     return v;
   }();
   return d;

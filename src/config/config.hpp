@@ -43,6 +43,7 @@ struct StoreConfig {
   milliseconds readings_max_age{30LL * 86'400'000};  // retention by age (default 30 days)
   size_t batch_max = 1000;                         // rows per write transaction, at most
   std::string synchronous = "normal";              // SQLite synchronous: "normal" or "full"
+  milliseconds summaries_max_age{365LL * 86'400'000};  // retention of windowed summaries (1 year)
 };
 
 struct HwConfig {
@@ -160,6 +161,16 @@ struct WsConfig {
   size_t max_message = 64 * 1024;    // bytes of a client message; larger closes the connection (1009)
 };
 
+// The edge's windowed summaries (edge::Aggregator), section [edge].
+struct AggregatorConfig {
+  bool summaries = true;                  // summarise every numeric sensor of every device
+  milliseconds summary_window{5 * 60'000};  // default window; windows are aligned to the epoch
+  milliseconds summary_grace{2'000};      // a window closes this long after its end (late readings)
+  // Per-sensor windows ([edge.summary_windows]): "device/sensor" (one device's sensor) or
+  // "sensor" (that sensor of any device) → window. The exact "device/sensor" wins.
+  std::map<std::string, milliseconds> summary_windows;
+};
+
 struct Config {
   ServerConfig server;
   LogConfig log;
@@ -176,13 +187,14 @@ struct Config {
   UdpConfig udp;
   MqttConfig mqtt;
   WsConfig ws;
+  AggregatorConfig aggregator;
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.
 struct KeyInfo {
   std::string section;
   std::string key;
-  std::string type;  // "string", "integer", "boolean", "duration", "string list"
+  std::string type;  // "string", "integer", "boolean", "duration", "string list", "duration map"
   std::string help;
 };
 const std::vector<KeyInfo>& keys();

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,63 @@ TEST(Config, ListenSyntax) {
   EXPECT_FALSE(parse_host_port(":80"));
   EXPECT_FALSE(parse_host_port("h:70000"));
   EXPECT_FALSE(parse_host_port("::1:80"));
+}
+
+TEST(Config, EdgeSummaryWindowsFromTomlEnvAndFlags) {
+  Config c;
+  EXPECT_TRUE(c.aggregator.summaries);
+  EXPECT_EQ(c.aggregator.summary_window, std::chrono::minutes(5));
+  EXPECT_EQ(c.aggregator.summary_grace, std::chrono::seconds(2));
+  EXPECT_TRUE(c.aggregator.summary_windows.empty());
+  EXPECT_EQ(c.store.summaries_max_age, std::chrono::hours(24 * 365));
+  ASSERT_TRUE(apply_toml(c,
+                         "[edge]\nsummary_window = \"1m\"\nsummary_grace = 0\n"
+                         "[edge.summary_windows]\n\"cpu_temp_c\" = \"30s\"\n\"greenhouse-1/temperature\" = 10\n",
+                         "t.toml"));
+  EXPECT_EQ(c.aggregator.summary_window, std::chrono::minutes(1));
+  EXPECT_EQ(c.aggregator.summary_grace, std::chrono::seconds(0));
+  ASSERT_EQ(c.aggregator.summary_windows.size(), 2u);
+  EXPECT_EQ(c.aggregator.summary_windows.at("cpu_temp_c"), std::chrono::seconds(30));
+  EXPECT_EQ(c.aggregator.summary_windows.at("greenhouse-1/temperature"), std::chrono::seconds(10));
+  // The inline-table form, as the example file shows it.
+  ASSERT_TRUE(apply_toml(c, "[edge]\nsummary_windows = { light = \"2m\" }\n", "t.toml"));
+  EXPECT_EQ(c.aggregator.summary_windows.size(), 1u);
+  // Text form (environment, --set): name=duration,...
+  char e1[] = "OUTPOST_EDGE_SUMMARY_WINDOWS=a=1m,dev/b=5s";
+  char e2[] = "OUTPOST_EDGE_SUMMARY_WINDOW=2s";
+  char* env[] = {e1, e2, nullptr};
+  ASSERT_TRUE(apply_env(c, env));
+  EXPECT_EQ(c.aggregator.summary_window, std::chrono::seconds(2));
+  EXPECT_EQ(c.aggregator.summary_windows.at("a"), std::chrono::minutes(1));
+  EXPECT_EQ(c.aggregator.summary_windows.at("dev/b"), std::chrono::seconds(5));
+  ASSERT_TRUE(set_key(c, "edge", "summaries", "false", "--set"));
+  EXPECT_FALSE(c.aggregator.summaries);
+  ASSERT_TRUE(set_key(c, "store", "summaries_max_age", "90d", "--set"));
+  EXPECT_EQ(c.store.summaries_max_age, std::chrono::hours(24 * 90));
+}
+
+TEST(Config, BadSummaryWindowsFailNamingTheKey) {
+  Config c;
+  auto fails = [&](const std::string& toml, const std::string& want) {
+    auto s = apply_toml(c, toml, "f.toml");
+    EXPECT_FALSE(s) << toml;
+    EXPECT_NE(s.message().find(want), std::string::npos) << s.message();
+  };
+  fails("[edge]\nsummary_window = \"soon\"\n", "edge.summary_window");
+  fails("[edge]\nsummary_window = \"500ms\"\n", "edge.summary_window");  // under 1 s
+  fails("[edge]\nsummary_window = \"2d\"\n", "edge.summary_window");     // over a day
+  fails("[edge]\nsummary_grace = \"-1s\"\n", "edge.summary_grace");
+  fails("[edge.summary_windows]\ncpu_temp_c = \"fast\"\n", "edge.summary_windows: 'cpu_temp_c'");
+  fails("[edge.summary_windows]\ncpu_temp_c = \"100ms\"\n", "edge.summary_windows: 'cpu_temp_c'");
+  fails("[edge.summary_windows]\ncpu_temp_c = true\n", "edge.summary_windows: 'cpu_temp_c'");
+  fails("[edge]\nsummary_windows = \"1m\"\n", "edge.summary_windows");
+  fails("[edge]\nsummary_windos = 1\n", "edge.summary_windos");
+  auto s = set_key(c, "edge", "summary_windows", "cpu_temp_c", "--set");
+  EXPECT_NE(s.message().find("edge.summary_windows"), std::string::npos) << s.message();
+  s = set_key(c, "edge", "summary_windows", "=1m", "--set");
+  EXPECT_NE(s.message().find("empty name"), std::string::npos) << s.message();
+  s = set_key(c, "edge", "summary_windows", "x=1y", "--set");
+  EXPECT_NE(s.message().find("'x'"), std::string::npos) << s.message();
 }
 
 // The example file documents every key, and is itself a valid configuration.

@@ -6,4 +6,5 @@
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/status.hpp"
+#include "core/summary.hpp"
 #include "core/time.hpp"

@@ -1,4 +1,5 @@
-// Edge processing. For now: the collector that samples the board's sensors in the background.
+// Edge processing: the collector that samples the board's sensors in the background, and the
+// aggregator of windowed summaries (edge/aggregator.hpp).
 #pragma once
 
 #include <condition_variable>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "edge/aggregator.hpp"
 #include "core/core.hpp"
 #include "hw/hw.hpp"
 #include "store/store.hpp"

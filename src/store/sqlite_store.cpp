@@ -96,6 +96,18 @@ constexpr const char* kNthOldestEvent =
     "SELECT ts, id FROM events WHERE ts <= ?1 ORDER BY ts, id LIMIT 1 OFFSET ?2";
 constexpr const char* kDeleteEventsBefore =
     "DELETE FROM events WHERE ts <= ?1 AND NOT (ts = ?1 AND id >= ?2)";
+// Summaries. ON CONFLICT of the key only (not OR IGNORE, which would also swallow a NOT NULL
+// violation): the first summary under a key stands.
+constexpr const char* kInsertSummary =
+    "INSERT INTO summaries (device, sensor, period_start, period_end, unit, count, mean, min, max, stdev, first,"
+    " last, handoff) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    " ON CONFLICT (device, sensor, period_start) DO NOTHING";
+constexpr const char* kMarkHandedOff =
+    "UPDATE summaries SET handoff = 0 WHERE device = ?1 AND sensor = ?2 AND period_start = ?3 AND handoff = 1";
+// A bounded DELETE without the DELETE ... LIMIT compile-time option: the oldest ?2 rows before ?1.
+constexpr const char* kDeleteOldSummaries =
+    "DELETE FROM summaries WHERE rowid IN"
+    " (SELECT rowid FROM summaries WHERE period_start < ?1 ORDER BY period_start LIMIT ?2)";
 // Settings.
 constexpr const char* kPutSetting = "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)";
 constexpr const char* kAddSetting = "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)";
@@ -148,6 +160,50 @@ const char* event_query_sql(bool by_kind, bool by_device, bool newest) {
     return t;
   }();
   return table[(by_kind ? 4 : 0) + (by_device ? 2 : 0) + (newest ? 1 : 0)].c_str();
+}
+
+// Summary queries, like the events': one statement per filter combination so each can use its
+// index (the primary key for one series, summaries_by_device for one device, summaries_by_start
+// for all, the partial index for those pending handoff). ?1 device, ?2 sensor, ?3..?4 the range
+// of period_start, ?5 the limit. An ORDER BY term fixed by an equality costs the planner nothing.
+const char* summary_query_sql(bool by_device, bool by_sensor, bool newest, bool pending) {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> t;
+    for (int i = 0; i < 16; ++i) {
+      const char* dir = i & 2 ? "DESC" : "ASC";
+      t.push_back(fmt::format(
+          "SELECT device, sensor, period_start, period_end, unit, count, mean, min, max, stdev, first, last"
+          " FROM summaries WHERE {}{}{}period_start BETWEEN ?3 AND ?4"
+          " ORDER BY period_start {}, device {}, sensor {} LIMIT ?5",
+          i & 8 ? "device = ?1 AND " : "", i & 4 ? "sensor = ?2 AND " : "", i & 1 ? "handoff = 1 AND " : "", dir,
+          dir, dir));
+    }
+    return t;
+  }();
+  return table[(by_device ? 8 : 0) + (by_sensor ? 4 : 0) + (newest ? 2 : 0) + (pending ? 1 : 0)].c_str();
+}
+
+Status check_summary(const core::Summary& s) {
+  if (s.device.empty() || s.sensor.empty()) return Status::invalid("a summary needs a device and a sensor");
+  if (s.count == 0) return Status::invalid("a summary needs a count of at least 1");
+  if (s.period_end <= s.period_start) return Status::invalid("a summary's period_end must be after its period_start");
+  for (double v : {s.mean, s.min, s.max, s.stdev, s.first, s.last}) {
+    if (!std::isfinite(v)) return Status::invalid("a summary's statistics must be finite numbers");
+  }
+  return Status::ok();
+}
+
+// Runs a `done` callback on the writer thread: one that throws must not take the writer down.
+template <typename Fn, typename Arg>
+void call_done(Fn& fn, Arg&& arg) {
+  if (!fn) return;
+  try {
+    fn(std::forward<Arg>(arg));
+  } catch (const std::exception& e) {
+    spdlog::error("store: a done callback threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("store: a done callback threw");
+  }
 }
 
 // Where a paging cursor stands: the ts of event `id`; kMaxTs for an id above every id ever
@@ -590,6 +646,97 @@ class SqliteStore final : public Store {
 
   uint64_t events_count() const override { return shared_->events.load(); }
 
+  void append_summaries(std::vector<core::Summary> summaries, bool handoff, SummariesDone done) override {
+    for (const auto& x : summaries) {
+      if (auto st = check_summary(x); !st) {
+        if (done) done(st);
+        return;
+      }
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (!stop_) {
+        queue_.emplace_back(Task{[this, summaries = std::move(summaries), handoff, done = std::move(done)]() mutable {
+          std::vector<core::Summary> fresh;
+          Status st = write_txn([&](Db& db) { return insert_summaries(db, summaries, handoff, fresh); });
+          if (st) {
+            call_done(done, Result<std::vector<core::Summary>>(std::move(fresh)));
+          } else {
+            call_done(done, Result<std::vector<core::Summary>>(st));
+          }
+        }});
+        cv_.notify_one();
+        return;
+      }
+    }
+    if (done) done(Status::unavailable("store closed"));  // outside the lock: `done` may append again
+  }
+
+  void mark_handed_off(std::vector<SummaryKey> keys, Done done) override {
+    {
+      std::lock_guard lk(mu_);
+      if (!stop_) {
+        queue_.emplace_back(Task{[this, keys = std::move(keys), done = std::move(done)]() mutable {
+          Status st = write_txn([&](Db& db) -> Status {
+            auto stmt = db.prepare(kMarkHandedOff);
+            if (!stmt) return stmt.status();
+            StmtLease& u = *stmt;
+            for (const auto& k : keys) {
+              u->reset();
+              u->bind_text(1, k.device);
+              u->bind_text(2, k.sensor);
+              u->bind(3, core::to_micros(k.period_start));
+              if (int rc = u->step(); rc != SQLITE_DONE) return db.error(rc, "mark summaries handed off");
+            }
+            return Status::ok();
+          });
+          call_done(done, st);
+        }});
+        cv_.notify_one();
+        return;
+      }
+    }
+    if (done) done(Status::unavailable("store closed"));
+  }
+
+  Result<std::vector<core::Summary>> query_summaries(const SummaryQuery& q) const override {
+    int64_t from = q.from ? core::to_micros(*q.from) : kMinTs;
+    int64_t to = q.to ? core::to_micros(*q.to) : kMaxTs;
+    if (from > to) return Status::invalid("query: 'from' is after 'to'");
+    std::vector<core::Summary> out;
+    if (q.limit == 0) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(summary_query_sql(!q.device.empty(), !q.sensor.empty(), q.newest, q.pending_handoff));
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, q.device);
+    s->bind_text(2, q.sensor);
+    s->bind(3, from);
+    s->bind(4, to);
+    s->bind(5, static_cast<int64_t>(std::min<uint64_t>(q.limit, kMaxTs)));
+    out.reserve(std::min<size_t>(q.limit, 1024));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      core::Summary& x = out.emplace_back();
+      x.device = s->text(0);
+      x.sensor = s->text(1);
+      x.period_start = core::from_micros(s->int64(2));
+      x.period_end = core::from_micros(s->int64(3));
+      x.unit = s->text(4);
+      x.count = static_cast<uint64_t>(s->int64(5));
+      x.mean = s->real(6);
+      x.min = s->real(7);
+      x.max = s->real(8);
+      x.stdev = s->real(9);
+      x.first = s->real(10);
+      x.last = s->real(11);
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query summaries");
+    if (q.newest) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
   Status insert_key(const ApiKey& k) override {
     if (k.id.empty()) return Status::invalid("key id is empty");
     if (!valid_scope(k.scope)) return Status::invalid("unknown key scope '" + k.scope + "'");
@@ -874,6 +1021,8 @@ class SqliteStore final : public Store {
     size_t next = 0;
     bool events = false;      // the events table is still to visit (after the series)
     int64_t cutoff = kMinTs;  // rows with ts below it are too old
+    bool summaries = false;   // the summaries table is still to visit (after the events)
+    int64_t summaries_cutoff = kMinTs;  // summaries with period_start below it are too old
   };
 
   struct Planned {
@@ -1100,6 +1249,33 @@ class SqliteStore final : public Store {
     return Status::ok();
   }
 
+  // Inserts the summaries whose key is not stored yet; `fresh` gets those, in order.
+  static Status insert_summaries(Db& db, const std::vector<core::Summary>& summaries, bool handoff,
+                                 std::vector<core::Summary>& fresh) {
+    auto ins = db.prepare(kInsertSummary);
+    if (!ins) return ins.status();
+    StmtLease& insert = *ins;
+    for (const auto& x : summaries) {
+      insert->reset();
+      insert->bind_text(1, x.device);
+      insert->bind_text(2, x.sensor);
+      insert->bind(3, core::to_micros(x.period_start));
+      insert->bind(4, core::to_micros(x.period_end));
+      insert->bind_text(5, x.unit);
+      insert->bind(6, static_cast<int64_t>(x.count));
+      insert->bind(7, x.mean);
+      insert->bind(8, x.min);
+      insert->bind(9, x.max);
+      insert->bind(10, x.stdev);
+      insert->bind(11, x.first);
+      insert->bind(12, x.last);
+      insert->bind(13, int64_t{handoff ? 1 : 0});
+      if (int rc = insert->step(); rc != SQLITE_DONE) return db.error(rc, "insert summary");
+      if (db.changes() == 1) fresh.push_back(x);
+    }
+    return Status::ok();
+  }
+
   static void bind_reading(detail::Stmt& st, const Planned& p, const core::Reading& r) {
     st.bind(1, p.series);
     st.bind(2, p.ts);
@@ -1309,7 +1485,12 @@ class SqliteStore final : public Store {
       std::sort(retention_.ids.begin(), retention_.ids.end());
     }
     retention_.events = events_ > 0;  // kMaxEvents always applies
-    retention_.active = !retention_.ids.empty() || retention_.events;
+    if (cfg_.summaries_max_age.count() > 0) {
+      auto max_age = std::chrono::duration_cast<std::chrono::microseconds>(cfg_.summaries_max_age);
+      retention_.summaries_cutoff = core::to_micros(core::now()) - max_age.count();
+      retention_.summaries = true;
+    }
+    retention_.active = !retention_.ids.empty() || retention_.events || retention_.summaries;
   }
 
   // The ts of the (n+1)-th oldest row of `series` below `before`, if there is one.
@@ -1484,8 +1665,19 @@ class SqliteStore final : public Store {
       if (!more) return failed(more.status());
       p.events = *more;
     }
+    if (p.next >= p.ids.size() && !p.events && p.summaries && budget > 0) {
+      // The oldest `budget` summaries before the cutoff; as many deleted as asked: maybe more.
+      auto st = db_->prepare(kDeleteOldSummaries);
+      if (!st) return failed(st.status());
+      (*st)->bind(1, p.summaries_cutoff);
+      (*st)->bind(2, budget);
+      if (int rc = (*st)->step(); rc != SQLITE_DONE) return failed(db_->error(rc, "summaries retention"));
+      int64_t deleted = db_->changes();
+      p.summaries = deleted >= budget;
+      budget -= deleted;
+    }
     if (auto s = finish(txn); !s) return s;
-    done = p.next >= p.ids.size() && !p.events;
+    done = p.next >= p.ids.size() && !p.events && !p.summaries;
     return Status::ok();
   }
 

@@ -29,6 +29,7 @@
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/status.hpp"
+#include "core/summary.hpp"
 #include "core/time.hpp"
 
 namespace outpost::store {
@@ -94,6 +95,24 @@ struct Bucket {
   double mean = 0, min = 0, max = 0;
 };
 
+// Which windowed summaries a query wants. Every field has a default initializer (see ReadingQuery).
+struct SummaryQuery {
+  std::string device{}, sensor{};               // "" = every device / every sensor
+  std::optional<core::TimePoint> from{}, to{};  // inclusive bounds on period_start; from > to is invalid
+  size_t limit = 100;                           // 0 gives an empty result
+  bool newest = true;  // true: the newest `limit` matching summaries; false: the oldest.
+                       // Results are ALWAYS ascending by (period_start, device, sensor).
+  // Only summaries appended with `handoff` set and not marked handed off since (see
+  // append_summaries); the other filters still apply.
+  bool pending_handoff = false;
+};
+
+// A summary's key in the store.
+struct SummaryKey {
+  std::string device, sensor;
+  core::TimePoint period_start{};
+};
+
 struct Health {
   bool ok = false;     // open, writer running, last write transaction succeeded
   std::string detail;  // "ok", or what is wrong and since when
@@ -105,6 +124,7 @@ class Store {
  public:
   using Done = std::function<void(core::Status)>;
   using EventDone = std::function<void(core::Result<int64_t>)>;
+  using SummariesDone = std::function<void(core::Result<std::vector<core::Summary>>)>;
 
   virtual ~Store() = default;
 
@@ -161,6 +181,34 @@ class Store {
   // Committed rows in the events table, kept up to date by the writer (counted once at open).
   virtual uint64_t events_count() const = 0;
 
+  // Windowed summaries, keyed by (device, sensor, period_start). The FIRST summary stored under a
+  // key stands: a later one with the same key is ignored (not an error), so a summary repeated
+  // (a retry, a hub receiving an edge's batch twice, an aggregator restarted within a window it
+  // had closed) is kept and handed on once.
+  //
+  // Queued for the writer thread behind what is already queued (so a summary commits after the
+  // readings it was computed from were queued) and written in one transaction; returns without
+  // waiting for I/O. `done` (may be empty) runs exactly once: on the writer thread after COMMIT
+  // with the summaries that were new (in the order given; repeats left out), or with the error
+  // if the transaction failed (nothing of it is stored). It runs on the caller's thread, before
+  // append_summaries returns, with Status::invalid (an empty device or sensor, count 0,
+  // period_end not after period_start) or unavailable (closed). Summaries are few (one per
+  // sensor per window), so they are not held to kMaxQueuedRows.
+  //
+  // With `handoff` set, the new rows are marked pending handoff until mark_handed_off() names
+  // them: a consumer that must see every summary exactly once (the upstream outbox) marks them
+  // once it has committed them itself, and after a crash finds the ones it missed with
+  // SummaryQuery::pending_handoff.
+  virtual void append_summaries(std::vector<core::Summary> summaries, bool handoff, SummariesDone done) = 0;
+
+  // Clears the pending-handoff mark of these summaries (unknown keys are ignored). Queued like
+  // append_summaries; `done` (may be empty) runs once, on the writer thread after COMMIT or with
+  // the error; on the caller's thread with unavailable when closed.
+  virtual void mark_handed_off(std::vector<SummaryKey> keys, Done done) = 0;
+
+  // Summaries matching `q`, ascending by (period_start, device, sensor). Sees committed rows only.
+  virtual core::Result<std::vector<core::Summary>> query_summaries(const SummaryQuery& q) const = 0;
+
   // API keys: synchronous, committed on return (they queue behind readings already queued).
   // insert_key: Status::conflict if the id exists; invalid for an empty id, an unknown scope
   // or a hash that is not 32 bytes.
@@ -211,7 +259,8 @@ class Store {
   // every 100k inserted rows) in bounded chunks: per series, rows older than
   // cfg.readings_max_age and rows beyond cfg.readings_max_per_series (oldest first) are deleted;
   // 0 disables either rule. Events older than cfg.readings_max_age (0: no age limit) and beyond
-  // kMaxEvents in all are deleted too, oldest by (ts, id) first. Every process that keeps the
+  // kMaxEvents in all are deleted too, oldest by (ts, id) first, and summaries whose
+  // period_start is older than cfg.summaries_max_age (0: kept forever). Every process that keeps the
   // store open long enough applies its own cfg, so processes sharing a data_dir should share the
   // StoreConfig.
   // This runs a whole pass now, after what is already queued, and returns when it is done.

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <set>
 #include <string>
@@ -103,6 +104,39 @@ double metric(const core::Registry& r, const std::string& name) {
   std::string text = r.render();
   size_t at = text.find("\n" + name + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+}
+
+core::Summary summary(const std::string& device, const std::string& sensor, int64_t start_us, double mean,
+                      int64_t width_us = 300 * kSecond) {
+  core::Summary x;
+  x.device = device;
+  x.sensor = sensor;
+  x.unit = "Cel";
+  x.period_start = core::from_micros(start_us);
+  x.period_end = core::from_micros(start_us + width_us);
+  x.count = 3;
+  x.mean = mean;
+  x.min = mean - 1;
+  x.max = mean + 1;
+  x.stdev = 1;
+  x.first = mean - 1;
+  x.last = mean + 1;
+  return x;
+}
+
+// append_summaries and wait for its `done`.
+Result<std::vector<core::Summary>> append_summaries_sync(Store& store, std::vector<core::Summary> xs,
+                                                         bool handoff = false) {
+  std::promise<Result<std::vector<core::Summary>>> p;
+  auto f = p.get_future();
+  store.append_summaries(std::move(xs), handoff, [&p](Result<std::vector<core::Summary>> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+std::vector<std::string> keys_of(const std::vector<core::Summary>& xs) {
+  std::vector<std::string> out;
+  for (const auto& x : xs) out.push_back(fmt::format("{}/{}@{}", x.device, x.sensor, (core::to_micros(x.period_start) - kBase) / kSecond));
+  return out;
 }
 
 // A one-shot gate, to hold the writer thread inside a `done` callback.
@@ -784,8 +818,7 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
 
   auto store = open();
   ASSERT_TRUE(store);
-  EXPECT_EQ(sql_value("PRAGMA user_version"), "3");
-  EXPECT_EQ(detail::kSchemaVersion, 3);
+  EXPECT_EQ(sql_value("PRAGMA user_version"), std::to_string(detail::kSchemaVersion));
   // Version 1's data, as it was.
   EXPECT_EQ(store->readings_count(), 1u);
   auto temp = store->query({.device = "d", .sensor = "temp"});
@@ -814,12 +847,14 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
 
   // ...and version 3's devices table.
   EXPECT_TRUE(store->load_devices()->empty());
+  // ...and the summaries table.
+  EXPECT_TRUE(store->query_summaries({})->empty());
   store->close();
 
   // Migrated once: a second open changes nothing.
   store = open();
   ASSERT_TRUE(store);
-  EXPECT_EQ(sql_value("PRAGMA user_version"), "3");
+  EXPECT_EQ(sql_value("PRAGMA user_version"), std::to_string(detail::kSchemaVersion));
   EXPECT_EQ(store->readings_count(), 2u);
   EXPECT_EQ(store->events_count(), 1u);
   EXPECT_EQ(**store->get_setting("house_id"), "h1");
@@ -1252,6 +1287,158 @@ TEST_F(StoreTest, CloseDrainsQueuedEvents) {
 }
 
 // Not an assertion: where ingest stands (target: 200k rows/s batched, Release build).
+TEST_F(StoreTest, SummariesFirstOneUnderAKeyStandsAndDoneNamesTheNewOnes) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto first = append_summaries_sync(*store, {summary("d", "t", kBase, 20), summary("d", "h", kBase, 50)});
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(keys_of(*first), (std::vector<std::string>{"d/t@0", "d/h@0"}));
+  // A repeat of d/t@0 (another mean) is left out and changes nothing; d/t@300 is new.
+  auto second = append_summaries_sync(*store, {summary("d", "t", kBase, 99), summary("d", "t", kBase + 300 * kSecond, 21)});
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_EQ(keys_of(*second), (std::vector<std::string>{"d/t@300"}));
+  auto got = store->query_summaries({.device = "d", .sensor = "t"});
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].mean, 20);
+  EXPECT_EQ((*got)[0].unit, "Cel");
+  EXPECT_EQ((*got)[0].count, 3u);
+  EXPECT_EQ((*got)[0].min, 19);
+  EXPECT_EQ((*got)[0].max, 21);
+  EXPECT_EQ((*got)[0].stdev, 1);
+  EXPECT_EQ((*got)[0].first, 19);
+  EXPECT_EQ((*got)[0].last, 21);
+  EXPECT_EQ(core::to_micros((*got)[0].period_end), kBase + 300 * kSecond);
+  EXPECT_EQ((*got)[1].mean, 21);
+  // Every field survives a reopen.
+  store->close();
+  store = open();
+  got = store->query_summaries({.device = "d", .sensor = "t"});
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_EQ(core::summary_json((*got)[0]), core::summary_json(summary("d", "t", kBase, 20)));
+}
+
+TEST_F(StoreTest, SummariesQueryByDeviceSensorRangeAndLimitAscending) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::vector<core::Summary> xs;
+  for (int w = 0; w < 5; ++w) {
+    for (const char* dev : {"b", "a"}) {
+      for (const char* sen : {"y", "x"}) xs.push_back(summary(dev, sen, kBase + w * 300 * kSecond, w));
+    }
+  }
+  xs.push_back(summary("c", "x", kBase + 150 * kSecond, 7, 60 * kSecond));  // another window width
+  ASSERT_TRUE(append_summaries_sync(*store, xs).is_ok());
+  auto q = [&](SummaryQuery query) {
+    auto r = store->query_summaries(query);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? keys_of(*r) : std::vector<std::string>{};
+  };
+  // One series: the newest `limit`, ascending.
+  EXPECT_EQ(q({.device = "a", .sensor = "x", .limit = 2}), (std::vector<std::string>{"a/x@900", "a/x@1200"}));
+  EXPECT_EQ(q({.device = "a", .sensor = "x", .limit = 2, .newest = false}), (std::vector<std::string>{"a/x@0", "a/x@300"}));
+  // One device: by period_start, then sensor.
+  EXPECT_EQ(q({.device = "b", .limit = 3}), (std::vector<std::string>{"b/y@900", "b/x@1200", "b/y@1200"}));
+  // One sensor of every device, in a range of period_start (inclusive bounds).
+  EXPECT_EQ(q({.sensor = "x", .from = core::from_micros(kBase + 150 * kSecond), .to = core::from_micros(kBase + 300 * kSecond)}),
+            (std::vector<std::string>{"c/x@150", "a/x@300", "b/x@300"}));
+  // Everything, oldest first.
+  EXPECT_EQ(q({.limit = 6, .newest = false}),
+            (std::vector<std::string>{"a/x@0", "a/y@0", "b/x@0", "b/y@0", "c/x@150", "a/x@300"}));
+  EXPECT_EQ(q({.limit = 1000}).size(), 21u);
+  EXPECT_TRUE(q({.device = "nobody"}).empty());
+  EXPECT_TRUE(q({.limit = 0}).empty());
+  auto bad = store->query_summaries({.from = core::from_micros(kBase + 1), .to = core::from_micros(kBase)});
+  EXPECT_EQ(bad.status().code(), Code::kInvalid);
+}
+
+TEST_F(StoreTest, SummariesPendingHandoffUntilMarkedAcrossRestarts) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(append_summaries_sync(*store, {summary("d", "t", kBase, 1)}, false).is_ok());
+  ASSERT_TRUE(append_summaries_sync(*store, {summary("d", "t", kBase + 300 * kSecond, 2), summary("e", "t", kBase + 300 * kSecond, 3)}, true)
+                  .is_ok());
+  auto pending = [&] {
+    auto r = store->query_summaries({.limit = 100, .newest = false, .pending_handoff = true});
+    EXPECT_TRUE(r.is_ok());
+    return r.is_ok() ? keys_of(*r) : std::vector<std::string>{};
+  };
+  EXPECT_EQ(pending(), (std::vector<std::string>{"d/t@300", "e/t@300"}));
+  std::promise<Status> marked;
+  store->mark_handed_off({SummaryKey{"d", "t", core::from_micros(kBase + 300 * kSecond)},
+                          SummaryKey{"nobody", "t", core::from_micros(kBase)}},
+                         [&](Status s) { marked.set_value(s); });
+  ASSERT_TRUE(marked.get_future().get());
+  EXPECT_EQ(pending(), (std::vector<std::string>{"e/t@300"}));
+  store->close();
+  store = open();
+  EXPECT_EQ(pending(), (std::vector<std::string>{"e/t@300"}));
+  // The other filters still apply.
+  EXPECT_TRUE(store->query_summaries({.device = "d", .pending_handoff = true})->empty());
+}
+
+TEST_F(StoreTest, SummariesRefusedInvalidOrClosedAndFailedWritesStoreNothing) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto invalid = [&](core::Summary x) {
+    std::optional<Status> got;
+    store->append_summaries({summary("d", "ok", kBase, 1), x}, false, [&](Result<std::vector<core::Summary>> r) { got = r.status(); });
+    EXPECT_TRUE(got.has_value()) << "done runs at once for an invalid summary";
+    return got ? got->code() : Code::kOk;
+  };
+  auto x = summary("d", "t", kBase, 1);
+  x.device = "";
+  EXPECT_EQ(invalid(x), Code::kInvalid);
+  x = summary("d", "t", kBase, 1);
+  x.count = 0;
+  EXPECT_EQ(invalid(x), Code::kInvalid);
+  x = summary("d", "t", kBase, 1);
+  x.period_end = x.period_start;
+  EXPECT_EQ(invalid(x), Code::kInvalid);
+  x = summary("d", "t", kBase, 1);
+  x.stdev = std::nan("");
+  EXPECT_EQ(invalid(x), Code::kInvalid);
+  ASSERT_TRUE(store->flush());
+  EXPECT_TRUE(store->query_summaries({})->empty());  // nothing of a refused batch
+
+  store->TEST_fail_writes(true);
+  auto failed = append_summaries_sync(*store, {summary("d", "t", kBase, 1)});
+  EXPECT_EQ(failed.status().code(), Code::kIo);
+  store->TEST_fail_writes(false);
+  EXPECT_TRUE(store->query_summaries({})->empty());
+  // The same summary later is new: the failed transaction kept nothing.
+  auto again = append_summaries_sync(*store, {summary("d", "t", kBase, 1)});
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->size(), 1u);
+
+  store->close();
+  std::optional<Status> closed;
+  store->append_summaries({summary("d", "t", kBase + 300 * kSecond, 1)}, false,
+                          [&](Result<std::vector<core::Summary>> r) { closed = r.status(); });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(closed->code(), Code::kUnavailable);
+  closed.reset();
+  store->mark_handed_off({}, [&](Status s) { closed = s; });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(closed->code(), Code::kUnavailable);
+}
+
+TEST_F(StoreTest, SummariesRetentionByAgeOfPeriodStart) {
+  cfg_.summaries_max_age = std::chrono::hours(2);
+  auto store = open();
+  ASSERT_TRUE(store);
+  int64_t now = core::to_micros(core::now());
+  std::vector<core::Summary> xs;
+  // Starting 15, 45, 75, ... 345 minutes ago.
+  for (int i = 0; i < 12; ++i) xs.push_back(summary("d", "t", now - (15 + i * 30) * 60 * kSecond, i));
+  ASSERT_TRUE(append_summaries_sync(*store, xs).is_ok());
+  ASSERT_TRUE(store->enforce_retention());
+  auto left = store->query_summaries({.limit = 100});
+  ASSERT_TRUE(left.is_ok());
+  EXPECT_EQ(keys_of(*left).size(), 4u);  // 105 minutes ago is the oldest kept
+  for (const auto& x : *left) EXPECT_GT(core::to_micros(x.period_start), now - 2 * 3600 * kSecond);
+}
+
 TEST_F(StoreTest, ThroughputSanity) {
   auto store = open();
   ASSERT_TRUE(store);

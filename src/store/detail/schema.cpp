@@ -101,6 +101,32 @@ CREATE TABLE devices (
   updated INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+    // Version 4: windowed summaries (edge/aggregator), one per (device, sensor, period_start);
+    // times in microseconds since the epoch. The primary key serves one series' queries in
+    // time order; summaries_by_device one device's; summaries_by_start the queries over all
+    // devices and retention. handoff = 1 marks a summary its consumer (the outbox) has not
+    // confirmed yet: the partial index holds only those, so it stays tiny.
+    {4, R"sql(
+CREATE TABLE summaries (
+  device       TEXT NOT NULL,
+  sensor       TEXT NOT NULL,
+  period_start INTEGER NOT NULL,
+  period_end   INTEGER NOT NULL,
+  unit         TEXT NOT NULL DEFAULT '',
+  count        INTEGER NOT NULL,
+  mean         REAL NOT NULL,
+  min          REAL NOT NULL,
+  max          REAL NOT NULL,
+  stdev        REAL NOT NULL,
+  first        REAL NOT NULL,
+  last         REAL NOT NULL,
+  handoff      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (device, sensor, period_start)
+);
+CREATE INDEX summaries_by_device ON summaries (device, period_start, sensor);
+CREATE INDEX summaries_by_start ON summaries (period_start, device, sensor);
+CREATE INDEX summaries_pending_handoff ON summaries (period_start, device, sensor) WHERE handoff = 1;
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
