@@ -53,7 +53,14 @@ constexpr const char* kSoname = "libmosquitto.so.1";
   X(void, mosquitto_log_callback_set,                                                                       \
     (struct mosquitto * mosq, void (*on_log)(struct mosquitto*, void*, int, const char*)), (mosq, on_log))  \
   X(const char*, mosquitto_strerror, (int mosq_errno), (mosq_errno))                                        \
-  X(const char*, mosquitto_connack_string, (int connack_code), (connack_code))
+  X(const char*, mosquitto_connack_string, (int connack_code), (connack_code))                              \
+  X(int, mosquitto_will_set,                                                                                \
+    (struct mosquitto * mosq, const char* topic, int payloadlen, const void* payload, int qos, bool retain), \
+    (mosq, topic, payloadlen, payload, qos, retain))                                                        \
+  X(void, mosquitto_publish_callback_set,                                                                   \
+    (struct mosquitto * mosq, void (*on_publish)(struct mosquitto*, void*, int)), (mosq, on_publish))       \
+  X(int, mosquitto_pub_topic_check2, (const char* topic, size_t topiclen), (topic, topiclen))               \
+  X(int, mosquitto_validate_utf8, (const char* str, int len), (str, len))
 
 // The resolved functions, each typed from its declaration in <mosquitto.h>.
 struct Table {
@@ -83,11 +90,6 @@ core::Status load_once() {
   return core::Status::ok();
 }
 
-[[noreturn]] void missing(const char* name) {
-  std::fprintf(stderr, "outpost: %s called before libmosquitto was loaded\n", name);
-  std::abort();
-}
-
 }  // namespace
 
 core::Status load_libmosquitto() {
@@ -97,14 +99,26 @@ core::Status load_libmosquitto() {
   return status;
 }
 
+namespace {
+
+// A forwarder called before load_libmosquitto() (a topic check, say) loads the library itself;
+// only a library that cannot be loaded at all ends the process, with the reason.
+void ensure_loaded(const char* name) {
+  if (auto s = load_libmosquitto(); !s) {
+    std::fprintf(stderr, "outpost: %s: %s\n", name, s.message().c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
 }  // namespace outpost::mqtt::detail
 
 // The forwarders themselves, with the names and C linkage of <mosquitto.h>'s declarations.
 #define OUTPOST_MOSQUITTO_FORWARD(ret, name, params, args)                          \
   extern "C" ret name params {                                                     \
-    auto* fn = outpost::mqtt::detail::table.name;                                  \
-    if (fn == nullptr) outpost::mqtt::detail::missing(#name);                      \
-    return fn args;                                                                \
+    if (outpost::mqtt::detail::table.name == nullptr) outpost::mqtt::detail::ensure_loaded(#name); \
+    return outpost::mqtt::detail::table.name args;                                 \
   }
 OUTPOST_MOSQUITTO_FUNCTIONS(OUTPOST_MOSQUITTO_FORWARD)
 #undef OUTPOST_MOSQUITTO_FORWARD

@@ -14,8 +14,8 @@ namespace outpost::mqtt::detail {
 
 // Opens libmosquitto.so.1 and resolves every forwarded function, once per process (later calls
 // return the first answer). Unavailable, with dlopen's reason, when the library or one of the
-// functions is missing. Call before any mosquitto_* function: a forwarder whose function is
-// missing aborts.
+// functions is missing. Client::create calls it, so that a missing library is an error there; a
+// forwarder called earlier loads the library itself, and aborts with the reason if it cannot.
 core::Status load_libmosquitto();
 
 }  // namespace outpost::mqtt::detail
