@@ -2,6 +2,7 @@
 and seed 003's three routes, commands over kit-rpc, bad payloads, and a broker restart."""
 import json
 import time
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -185,3 +186,17 @@ def test_broker_restart_mid_stream_loses_nothing_published_after(fresh_server):
             assert metric(s, "outpost_mqtt_connected", key=key) == 1
         finally:
             kit.close()
+
+
+def _mapped(server, name):
+    return name in Path(f"/proc/{server.proc.pid}/maps").read_text()
+
+
+def test_libmosquitto_and_openssl_are_loaded_only_when_mqtt_is_on(hub, fresh_server):
+    # With MQTT on, the library was opened on demand (and OpenSSL with it).
+    assert _mapped(hub, "libmosquitto.so")
+    # With it off (no --mqtt-url), neither is ever mapped: the idle footprint stays small.
+    off = fresh_server(args=["--set", "camera.source=off"])
+    assert off.get("/api/health").status_code == 200
+    assert not _mapped(off, "libmosquitto.so")
+    assert not _mapped(off, "libssl.so")
