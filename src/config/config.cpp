@@ -506,6 +506,12 @@ Status validate_homeassistant(const Config& cfg) {
   if (ha.enabled && ha.url.empty() && cfg.mqtt.url.empty())
     return Status::invalid("homeassistant.url: Home Assistant is enabled but no broker is set (set "
                            "homeassistant.url or mqtt.url)");
+  // One broker, one id: the two connections would take turns throwing each other off.
+  bool same_broker = ha.url.empty() || ha.url == cfg.mqtt.url;
+  if (ha.enabled && !cfg.mqtt.url.empty() && same_broker && !ha.client_id.empty() &&
+      ha.client_id == cfg.mqtt.client_id)
+    return Status::invalid(fmt::format(
+        "homeassistant.client_id: '{}' is mqtt.client_id too, on the same broker", ha.client_id));
   return Status::ok();
 }
 

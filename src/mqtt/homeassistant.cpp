@@ -248,8 +248,8 @@ std::vector<HaEntity> ha_actuator_entities(const std::vector<core::Actuator>& ac
       auto min = a.attributes.find("min"), max = a.attributes.find("max");
       bool numeric = primitive == "double" || primitive == "int" || primitive == "float" ||
                      primitive == "number";
-      if (numeric && min != a.attributes.end() && max != a.attributes.end() &&
-          min->is_number() && max->is_number() && min->get<double>() < max->get<double>()) {
+      if (numeric && min != a.attributes.end() && max != a.attributes.end() && min->is_number() &&
+          max->is_number() && min->get<double>() < max->get<double>()) {
         std::string unit = act.value("unit", "");
         out.push_back(HaEntity{.component = HaComponent::kNumber,
                                .object_id = name,
@@ -288,9 +288,9 @@ struct HomeAssistant::State {
   // Guards the client pointer and the states; held while publishing, so a state never overtakes
   // a newer one of the same entity on its way to the client's queue.
   std::mutex mu;
-  Client* client = nullptr;             // set at the first connect
-  std::vector<std::string> last;        // per entity: the latest state ("" none yet)
-  std::vector<bool> sent;               // per entity: `last` was handed to the client
+  Client* client = nullptr;       // set at the first connect
+  std::vector<std::string> last;  // per entity: the latest state ("" none yet)
+  std::vector<bool> sent;         // per entity: `last` was handed to the client
   bool stopped = false;
 
   // The MQTT thread's own: drop logging.
@@ -304,8 +304,9 @@ struct HomeAssistant::State {
         submit(std::move(s)),
         connected(metrics.gauge("outpost_homeassistant_connected",
                                 "1 while connected to Home Assistant's MQTT broker, else 0.")),
-        reconnects(metrics.counter("outpost_homeassistant_reconnects_total",
-                                   "Connection attempts to Home Assistant's broker after the first.")),
+        reconnects(
+            metrics.counter("outpost_homeassistant_reconnects_total",
+                            "Connection attempts to Home Assistant's broker after the first.")),
         states(metrics.counter("outpost_homeassistant_states_total",
                                "State messages published to Home Assistant.")),
         last(entities.size()),
@@ -323,7 +324,8 @@ struct HomeAssistant::State {
     }
     for (size_t i = 0; i < entities.size(); ++i) {
       if (!entities[i].state_sensor.empty()) by_sensor.emplace(entities[i].state_sensor, i);
-      if (ha_takes_commands(entities[i])) by_command.emplace(ha_command_topic(node, entities[i]), i);
+      if (ha_takes_commands(entities[i]))
+        by_command.emplace(ha_command_topic(node, entities[i]), i);
     }
     availability = ha_availability_topic(node);
     status_topic = node.discovery_prefix + "/status";

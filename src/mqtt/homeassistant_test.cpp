@@ -39,25 +39,42 @@ std::vector<std::string> ha_problems(const std::string& prefix, const std::strin
   const std::string component = m[3].matched ? m[2].str() : "";
   if (!p.is_object()) return {"payload is not an object"};
 
-  std::set<std::string> allowed = {
-      "name", "unique_id", "availability_topic", "payload_available", "payload_not_available",
-      "availability", "availability_mode", "qos", "device", "origin", "state_topic", "device_class",
-      "icon", "enabled_by_default", "entity_category", "json_attributes_topic", "value_template",
-      "encoding", "object_id", "default_entity_id"};
+  std::set<std::string> allowed = {"name",
+                                   "unique_id",
+                                   "availability_topic",
+                                   "payload_available",
+                                   "payload_not_available",
+                                   "availability",
+                                   "availability_mode",
+                                   "qos",
+                                   "device",
+                                   "origin",
+                                   "state_topic",
+                                   "device_class",
+                                   "icon",
+                                   "enabled_by_default",
+                                   "entity_category",
+                                   "json_attributes_topic",
+                                   "value_template",
+                                   "encoding",
+                                   "object_id",
+                                   "default_entity_id"};
   std::set<std::string> required = {"unique_id", "device"};
   std::set<std::string> device_classes;
   if (component == "sensor") {
     allowed.insert({"unit_of_measurement", "state_class", "expire_after", "force_update",
                     "suggested_display_precision", "options", "last_reset_value_template"});
     required.insert("state_topic");
-    device_classes = {"temperature", "humidity", "pressure", "voltage", "current", "power",
-                      "energy", "illuminance", "battery", "signal_strength", "duration",
-                      "data_size", "frequency", "carbon_dioxide", "pm25", "distance"};
+    device_classes = {"temperature", "humidity",        "pressure", "voltage",
+                      "current",     "power",           "energy",   "illuminance",
+                      "battery",     "signal_strength", "duration", "data_size",
+                      "frequency",   "carbon_dioxide",  "pm25",     "distance"};
   } else if (component == "binary_sensor") {
     allowed.insert({"payload_on", "payload_off", "expire_after", "force_update", "off_delay"});
     required.insert("state_topic");
-    device_classes = {"motion", "occupancy", "opening", "door", "window", "problem", "power",
-                      "connectivity", "moisture", "running", "safety", "light", "sound"};
+    device_classes = {"motion",  "occupancy", "opening",      "door",     "window",
+                      "problem", "power",     "connectivity", "moisture", "running",
+                      "safety",  "light",     "sound"};
   } else if (component == "switch") {
     allowed.insert({"command_topic", "payload_on", "payload_off", "state_on", "state_off",
                     "optimistic", "retain", "command_template"});
@@ -75,17 +92,22 @@ std::vector<std::string> ha_problems(const std::string& prefix, const std::strin
   for (const auto& k : required) {
     if (!p.contains(k)) out.push_back("required key missing: " + k);
   }
-  auto is_string = [&](const char* k) { return p.contains(k) && p[k].is_string() && !p[k].get<std::string>().empty(); };
+  auto is_string = [&](const char* k) {
+    return p.contains(k) && p[k].is_string() && !p[k].get<std::string>().empty();
+  };
   auto topic_ok = [&](const char* k) {
     if (!p.contains(k)) return;
     if (!is_string(k)) return out.push_back(std::string(k) + " is not a string");
     std::string t = p[k];
-    if (t.find_first_of("+#") != std::string::npos) out.push_back(std::string(k) + " has a wildcard");
+    if (t.find_first_of("+#") != std::string::npos)
+      out.push_back(std::string(k) + " has a wildcard");
   };
   for (const char* k : {"state_topic", "command_topic", "availability_topic"}) topic_ok(k);
-  for (const char* k : {"name", "unique_id", "payload_available", "payload_not_available",
-                        "payload_on", "payload_off", "state_on", "state_off", "unit_of_measurement"}) {
-    if (p.contains(k) && !is_string(k)) out.push_back(std::string(k) + " is not a non-empty string");
+  for (const char* k :
+       {"name", "unique_id", "payload_available", "payload_not_available", "payload_on",
+        "payload_off", "state_on", "state_off", "unit_of_measurement"}) {
+    if (p.contains(k) && !is_string(k))
+      out.push_back(std::string(k) + " is not a non-empty string");
   }
   if (p.contains("availability_topic") &&
       (!p.contains("payload_available") || !p.contains("payload_not_available")))
@@ -120,13 +142,15 @@ std::vector<std::string> ha_problems(const std::string& prefix, const std::strin
   if (p.contains("device")) {
     const Json& d = p["device"];
     static const std::set<std::string> kDeviceKeys = {
-        "identifiers", "connections", "manufacturer", "model", "name", "sw_version", "hw_version",
-        "suggested_area", "via_device", "configuration_url", "serial_number", "model_id"};
+        "identifiers", "connections",       "manufacturer",  "model",
+        "name",        "sw_version",        "hw_version",    "suggested_area",
+        "via_device",  "configuration_url", "serial_number", "model_id"};
     if (!d.is_object()) {
       out.push_back("device is not an object");
     } else {
       for (const auto& [k, v] : d.items()) {
-        if (!kDeviceKeys.count(k)) out.push_back("extra key in device: " + k);
+        if (!kDeviceKeys.count(k))
+          out.push_back("extra key in device: " + k);
         else if (k != "identifiers" && k != "connections" && !v.is_string())
           out.push_back("device." + k + " is not a string");
       }
@@ -154,7 +178,8 @@ HaNode node() {
 // The board as app/ describes it (a relay as another part of the issue adds one).
 std::vector<core::Actuator> board_actuators() {
   core::Actuator led, servo, relay, nameless, unknown;
-  led.actions = Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
+  led.actions =
+      Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
   led.attributes = {{"name", "led"}, {"type", "led"}};
   servo.actions = Json::array({{{"parameter", "angle"}, {"primitive", "double"}, {"unit", "deg"}}});
   servo.attributes = {{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
@@ -283,7 +308,8 @@ TEST(HomeAssistantPure, TheRequirementsCheckRefusesWhatHomeAssistantWould) {
   Json no_device = cpu.payload;
   no_device["device"].erase("identifiers");
   EXPECT_FALSE(ha_problems("homeassistant", cpu.topic, no_device).empty());
-  EXPECT_FALSE(ha_problems("homeassistant", "homeassistant/sensor/no.de/cpu/config", cpu.payload).empty());
+  EXPECT_FALSE(
+      ha_problems("homeassistant", "homeassistant/sensor/no.de/cpu/config", cpu.payload).empty());
   EXPECT_FALSE(ha_problems("other", cpu.topic, cpu.payload).empty());
   auto servo = ha_discovery(n, e[3]);
   Json upside_down = servo.payload;
@@ -402,10 +428,12 @@ TEST(HomeAssistant, RefusesBadEntities) {
   auto cfg = testing::config_for("mqtt://127.0.0.1:1");
   auto e = entities();
   e.push_back(e[0]);
-  EXPECT_EQ(HomeAssistant::create(cfg, node(), e, "d", nullptr, r).status().code(), core::Code::kInvalid);
+  EXPECT_EQ(HomeAssistant::create(cfg, node(), e, "d", nullptr, r).status().code(),
+            core::Code::kInvalid);
   e = entities();
   e[0].object_id = "cpu temp";
-  EXPECT_EQ(HomeAssistant::create(cfg, node(), e, "d", nullptr, r).status().code(), core::Code::kInvalid);
+  EXPECT_EQ(HomeAssistant::create(cfg, node(), e, "d", nullptr, r).status().code(),
+            core::Code::kInvalid);
 }
 
 TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
@@ -421,7 +449,8 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
   // Discovery: one config per entity, each as Home Assistant requires; then "online".
   std::map<std::string, Json> configs;
   for (int i = 0; i < 5; ++i) {
-    auto c = home.inbox.take([](const Received& r) { return r.topic.rfind("homeassistant/", 0) == 0; });
+    auto c =
+        home.inbox.take([](const Received& r) { return r.topic.rfind("homeassistant/", 0) == 0; });
     ASSERT_TRUE(c) << "got " << configs.size() << " configs\n" << broker.log();
     Json p = Json::parse(c->payload);
     auto problems = ha_problems("homeassistant", c->topic, p);
@@ -429,10 +458,11 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
     configs[c->topic] = p;
   }
   EXPECT_EQ(configs.size(), 5u);
-  for (const char* t : {"homeassistant/sensor/node1/cpu_temp_c/config",
-                        "homeassistant/binary_sensor/node1/button_pressed/config",
-                        "homeassistant/switch/node1/led/config", "homeassistant/number/node1/servo/config",
-                        "homeassistant/switch/node1/ventilation_relay/config"}) {
+  for (const char* t :
+       {"homeassistant/sensor/node1/cpu_temp_c/config",
+        "homeassistant/binary_sensor/node1/button_pressed/config",
+        "homeassistant/switch/node1/led/config", "homeassistant/number/node1/servo/config",
+        "homeassistant/switch/node1/ventilation_relay/config"}) {
     EXPECT_TRUE(configs.count(t)) << t;
   }
   auto online = home.inbox.take(on("outpost/node1/availability"));
@@ -442,7 +472,8 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
 
   // Retained: a Home Assistant that starts later finds them all.
   {
-    Peer late(broker.url(), "late", {"homeassistant/+/node1/+/config", "outpost/node1/availability"});
+    Peer late(broker.url(), "late",
+              {"homeassistant/+/node1/+/config", "outpost/node1/availability"});
     std::set<std::string> seen;
     while (seen.size() < 6) {
       auto r = late.inbox.take();
@@ -453,8 +484,9 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
   }
 
   // States: the board's readings, not another device's; only when they change.
-  pub.ha->on_readings({reading("node1.local", "cpu_temp_c", 47.25), reading("other", "cpu_temp_c", 99),
-                       reading("node1.local", "led_state", 1), reading("node1.local", "button_pressed", 0),
+  pub.ha->on_readings({reading("node1.local", "cpu_temp_c", 47.25),
+                       reading("other", "cpu_temp_c", 99), reading("node1.local", "led_state", 1),
+                       reading("node1.local", "button_pressed", 0),
                        reading("node1.local", "not_an_entity", 5)});
   auto cpu = home.inbox.take(on("outpost/node1/cpu_temp_c/state"));
   ASSERT_TRUE(cpu);
@@ -466,7 +498,8 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
   ASSERT_TRUE(button);
   EXPECT_EQ(button->payload, "OFF");
   EXPECT_EQ(pub.m("outpost_homeassistant_states_total"), 3);
-  pub.ha->on_readings({reading("node1.local", "cpu_temp_c", 47.25), reading("node1.local", "led_state", 1)});
+  pub.ha->on_readings(
+      {reading("node1.local", "cpu_temp_c", 47.25), reading("node1.local", "led_state", 1)});
   EXPECT_EQ(pub.m("outpost_homeassistant_states_total"), 3);
   pub.ha->on_readings({reading("node1.local", "cpu_temp_c", 48)});
   EXPECT_EQ(pub.m("outpost_homeassistant_states_total"), 4);
@@ -502,7 +535,8 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
   call = pub.calls.take();
   ASSERT_TRUE(call);
   EXPECT_EQ(call->target, "ventilation_relay") << "a bad command reached the hub";
-  EXPECT_TRUE(eventually([&] { return pub.m(R"(outpost_homeassistant_commands_total{outcome="failed"})") == 1; }));
+  EXPECT_TRUE(eventually(
+      [&] { return pub.m(R"(outpost_homeassistant_commands_total{outcome="failed"})") == 1; }));
   EXPECT_EQ(pub.m(R"(outpost_homeassistant_commands_total{outcome="ok"})"), 2);
   EXPECT_EQ(pub.m(R"(outpost_homeassistant_dropped_total{reason="bad_payload"})"), 2);
   EXPECT_EQ(pub.m(R"(outpost_homeassistant_dropped_total{reason="unknown_entity"})"), 2);
@@ -519,7 +553,8 @@ TEST(HomeAssistant, DiscoveryStatesAndCommandsOverARealBroker) {
   home.publish("homeassistant/status", std::string("online"));
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(home.inbox.take([](const Received& r) {
-      return r.topic.rfind("homeassistant/", 0) == 0 && r.topic.find("/config") != std::string::npos;
+      return r.topic.rfind("homeassistant/", 0) == 0 &&
+             r.topic.find("/config") != std::string::npos;
     })) << i;
   }
 

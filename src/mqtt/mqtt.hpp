@@ -324,12 +324,12 @@ struct HaEntity {
 
 // The device all entities belong to, and where its topics live.
 struct HaNode {
-  std::string node_id;                           // [A-Za-z0-9_-]+
+  std::string node_id;  // [A-Za-z0-9_-]+
   std::string discovery_prefix = "homeassistant";
-  std::string base_topic;                        // "outpost/<node id>"
-  std::string device_name;                       // the device id
-  std::string model;                             // "Raspberry Pi 3 Model B", ...
-  std::string sw_version;                        // Outpost's version
+  std::string base_topic;   // "outpost/<node id>"
+  std::string device_name;  // the device id
+  std::string model;        // "Raspberry Pi 3 Model B", ...
+  std::string sw_version;   // Outpost's version
 };
 
 // The node from the config: node_id as configured, else the device id with every character
@@ -345,10 +345,10 @@ HaNode ha_node(const config::HomeAssistantConfig& cfg, const std::string& device
 config::MqttConfig ha_broker(const config::HomeAssistantConfig& ha, const config::MqttConfig& mqtt,
                              const std::string& device_id);
 
-std::string ha_availability_topic(const HaNode& n);               // <base>/availability
-std::string ha_state_topic(const HaNode& n, const HaEntity& e);   // <base>/<object>/state
-std::string ha_command_topic(const HaNode& n, const HaEntity& e); // <base>/<object>/set
-bool ha_takes_commands(const HaEntity& e);                        // switch and number
+std::string ha_availability_topic(const HaNode& n);                // <base>/availability
+std::string ha_state_topic(const HaNode& n, const HaEntity& e);    // <base>/<object>/state
+std::string ha_command_topic(const HaNode& n, const HaEntity& e);  // <base>/<object>/set
+bool ha_takes_commands(const HaEntity& e);                         // switch and number
 
 // An entity's discovery message (retained): its topic and config, with the fields Home
 // Assistant requires and uses: name, unique_id ("outpost_<node>_<object>"), the availability
@@ -507,9 +507,9 @@ class UpstreamSink final : public upstream::Sink {
   // confirmation). The client id should be unique on the broker (it takes over a connection of
   // the same id); empty lets libmosquitto choose one.
   static core::Result<std::unique_ptr<UpstreamSink>> create(const config::MqttConfig& broker,
-                                                             std::string topic, int qos,
-                                                             std::string client_id,
-                                                             core::Registry& metrics);
+                                                            std::string topic, int qos,
+                                                            std::string client_id,
+                                                            core::Registry& metrics);
   ~UpstreamSink() override;  // disconnects; no callback runs after it
 
   upstream::Delivery deliver(std::span<const upstream::Message> batch,

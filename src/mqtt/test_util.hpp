@@ -124,8 +124,8 @@ struct Peer {
       if (Client* c = self.load(); respond && c) respond(*c, r);
       inbox.push(std::move(r));
     };
-    auto c = Client::create(config_for(url), id, "peer " + id, std::move(cb), {},
-                            std::move(options));
+    auto c =
+        Client::create(config_for(url), id, "peer " + id, std::move(cb), {}, std::move(options));
     if (!c) throw std::runtime_error(c.status().to_string());
     client = std::move(*c);
     self = client.get();
@@ -140,8 +140,9 @@ struct Peer {
     return eventually(
         [&] {
           if (!client->publish(probe, "probe", 1)) return false;
-          return inbox.take([&](const Received& r) { return r.topic == probe; },
-                            std::chrono::milliseconds(500))
+          return inbox
+              .take([&](const Received& r) { return r.topic == probe; },
+                    std::chrono::milliseconds(500))
               .has_value();
         },
         std::chrono::seconds(10));

@@ -107,9 +107,12 @@ TEST(UpstreamEnvelope, ABodyThatIsNotJsonTravelsAsBase64) {
   EXPECT_FALSE(j.contains("body"));
   EXPECT_EQ(base64_decode(j["body_base64"]), jpeg.body);
   // RFC 4648's test vectors, padding included.
-  for (auto [raw, enc] : std::vector<std::pair<std::string, std::string>>{
-           {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
-           {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}}) {
+  for (auto [raw, enc] : std::vector<std::pair<std::string, std::string>>{{"f", "Zg=="},
+                                                                          {"fo", "Zm8="},
+                                                                          {"foo", "Zm9v"},
+                                                                          {"foob", "Zm9vYg=="},
+                                                                          {"fooba", "Zm9vYmE="},
+                                                                          {"foobar", "Zm9vYmFy"}}) {
     Message t = message("t", raw);
     t.content_type = "text/plain";
     EXPECT_EQ(Json::parse(upstream_envelope(t))["body_base64"], enc) << raw;
@@ -222,8 +225,9 @@ TEST(UpstreamSink, OnlyLeadingConfirmedMessagesAreDeliveredAndLateOnesCountNextT
   // The second and then the first are confirmed, after deliver() gave up.
   broker.ack(pubs[1].mid);
   broker.ack(pubs[0].mid);
-  ASSERT_TRUE(eventually(
-      [&] { return metric(r, R"(outpost_mqtt_upstream_confirmed_total{client_id="sink-1"})") == 2; }));
+  ASSERT_TRUE(eventually([&] {
+    return metric(r, R"(outpost_mqtt_upstream_confirmed_total{client_id="sink-1"})") == 2;
+  }));
   d = sink->deliver(batch, 300ms);
   EXPECT_EQ(d.delivered, 2u);
   EXPECT_EQ(d.rest, Outcome::kRetry);
