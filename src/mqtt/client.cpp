@@ -326,8 +326,7 @@ struct Client::Impl {
 core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& cfg,
                                                      std::string client_id, std::string name,
                                                      ClientCallbacks callbacks,
-                                                     ClientMetrics metrics,
-                                                     ClientOptions options) {
+                                                     ClientMetrics metrics, ClientOptions options) {
   auto url = parse_broker_url(cfg.url);
   if (!url) return url.status();
   if (!options.clean_session && client_id.empty())
@@ -340,9 +339,9 @@ core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& c
   impl->name = std::move(name);
   impl->callbacks = std::move(callbacks);
   impl->metrics = metrics;
-  // An empty id lets libmosquitto make a random one (clean sessions only, as here).
-  impl->mosq = mosquitto_new(client_id.empty() ? nullptr : client_id.c_str(),
-                             options.clean_session, impl.get());
+  // An empty id lets libmosquitto make a random one (clean sessions only: checked above).
+  impl->mosq = mosquitto_new(client_id.empty() ? nullptr : client_id.c_str(), options.clean_session,
+                             impl.get());
   if (!impl->mosq) {
     int err = errno;
     if (err == EINVAL)
@@ -370,8 +369,11 @@ core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& c
     const Will& w = *options.will;
     if (w.payload.size() > static_cast<size_t>(INT_MAX))
       return core::Status::too_large("mqtt: will payload too large");
-    int rc = mosquitto_will_set(impl->mosq, w.topic.c_str(), static_cast<int>(w.payload.size()),
-                                w.payload.data(), w.qos, w.retain);
+    // libmosquitto 2.0.11 does not check the will's QoS itself.
+    int rc = w.qos < 0 || w.qos > 2 ? MOSQ_ERR_INVAL
+                                    : mosquitto_will_set(impl->mosq, w.topic.c_str(),
+                                                         static_cast<int>(w.payload.size()),
+                                                         w.payload.data(), w.qos, w.retain);
     if (rc != MOSQ_ERR_SUCCESS) {
       return core::Status::invalid(
           fmt::format("mqtt: cannot use '{}' as the will's topic with QoS {}: {}", w.topic, w.qos,

@@ -77,12 +77,12 @@ class HomeAssistant:
     """Home Assistant's side of the broker: subscribes to the discovery prefix and the node's
     topics (QoS 1) and keeps every message as (topic, payload, retain)."""
 
-    def __init__(self, broker, client_id="home-assistant"):
+    def __init__(self, broker, client_id="home-assistant", base=BASE):
         self.messages = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.c = paho.Client(client_id=client_id, clean_session=True)
-        self.c.on_connect = lambda c, u, f, rc: c.subscribe([("homeassistant/#", 1), (f"{BASE}/#", 1)])
+        self.c.on_connect = lambda c, u, f, rc: c.subscribe([("homeassistant/#", 1), (f"{base}/#", 1)])
         self.c.on_subscribe = lambda c, u, mid, granted: self.subscribed.set()
         self.c.on_message = self._on_message
         self.c.connect(broker.host, broker.port)
@@ -278,7 +278,7 @@ def test_the_broker_publishes_offline_when_outpost_is_killed(broker):
         s.proc.wait(10)
         wait_for(lambda: seen[-1][0] == "offline", 20, "the will")
         # Retained: Home Assistant starting now learns the device is gone.
-        late = HomeAssistant(broker, "late-home-assistant")
+        late = HomeAssistant(broker, "late-home-assistant", base)
         try:
             wait_for(lambda: late.on(f"{base}/availability"), 10, "the retained availability")
             assert late.on(f"{base}/availability")[-1] == ("offline", True)
@@ -300,12 +300,12 @@ def test_a_clean_stop_says_offline_too(broker, fresh_server):
     device = "pi-ha-stop"
     s = fresh_server(args=ha_args(broker, device) + ["--set", "homeassistant.enabled=true"])
     late = None
-    home = HomeAssistant(broker, "stop-watcher")
+    home = HomeAssistant(broker, "stop-watcher", f"outpost/{device}")
     try:
         wait_for(lambda: home.on(f"outpost/{device}/availability"), 20, "online")
         assert s.stop() == 0
         wait_for(lambda: home.on(f"outpost/{device}/availability")[-1][0] == "offline", 10, "offline")
-        late = HomeAssistant(broker, "late-stop-watcher")
+        late = HomeAssistant(broker, "late-stop-watcher", f"outpost/{device}")
         wait_for(lambda: late.on(f"outpost/{device}/availability"), 10, "the retained availability")
         assert late.on(f"outpost/{device}/availability")[-1] == ("offline", True)
     finally:
