@@ -221,6 +221,56 @@ core::Status command_board(hw::Board& board, const hub::Command& c, hub::Deliver
   return core::Status::invalid(fmt::format("this board has no '{}': its actuators are led (state) and servo (angle)", c.target));
 }
 
+// Home Assistant's view of this board: the collector's sensors, and the board's actuators as
+// the hub knows them (so an actuator added to board_report() shows up by itself). Its commands
+// go through the hub like anyone's, as "homeassistant".
+core::Result<std::unique_ptr<mqtt::HomeAssistant>> start_home_assistant(const config::Config& cfg,
+                                                                        const std::string& device_id,
+                                                                        hw::Board& board, sysinfo::SysInfo& sys,
+                                                                        hub::Hub& hub, core::Registry& metrics) {
+  using mqtt::HaComponent;
+  std::vector<mqtt::HaEntity> entities = {
+      {.component = HaComponent::kSensor,
+       .object_id = edge::kCpuTemp,
+       .name = "CPU temperature",
+       .state_sensor = edge::kCpuTemp,
+       .device_class = "temperature",
+       .unit = "°C",
+       .state_class = "measurement"},
+      {.component = HaComponent::kBinarySensor,
+       .object_id = edge::kButtonPressed,
+       .name = "Button",
+       .state_sensor = edge::kButtonPressed},
+  };
+  auto report = board_report(device_id, board);
+  for (auto& e : mqtt::ha_actuator_entities(*report.actuators)) entities.push_back(std::move(e));
+
+  auto facts = sys.system();
+  std::string model = facts && facts->rpi_revision != sysinfo::kUnknownDevice
+                          ? "Raspberry " + facts->rpi_revision
+                          : "Linux computer";
+  if (board.simulated) model += " (simulated hardware)";
+  auto submit = [&hub, device_id](const std::string& target, const std::string& parameter,
+                                  const core::Json& value) -> core::Status {
+    auto c = hub.submit(device_id, target, parameter, value, "homeassistant");
+    if (!c) return c.status();
+    if (c->state == hub::CommandState::kAcknowledged) return core::Status::ok();
+    return core::Status::unavailable(
+        fmt::format("command {} is {}: {}", c->id, hub::state_name(c->state), c->detail));
+  };
+  auto broker = mqtt::ha_broker(cfg.homeassistant, cfg.mqtt, device_id);
+  auto ha = mqtt::HomeAssistant::create(broker, mqtt::ha_node(cfg.homeassistant, device_id, model, kVersion),
+                                        std::move(entities), device_id, submit, metrics);
+  if (!ha) return ha.status();
+  // The servo has no reading: its state starts as the commanded angle. The LED's comes with the
+  // collector's samples.
+  if (auto angle = board.servo->angle()) (*ha)->set_state("servo", *angle);
+  spdlog::info("homeassistant: node {} on {} (discovery prefix '{}')",
+               mqtt::ha_node(cfg.homeassistant, device_id, "", "").node_id, broker.url,
+               cfg.homeassistant.discovery_prefix);
+  return ha;
+}
+
 int serve(const ConfigFlags& flags) {
   // Signals are taken by one thread with sigwait, so they are blocked everywhere else: before
   // any thread starts (spdlog's flusher, the store's writer), which inherit the mask.
@@ -305,6 +355,15 @@ int serve(const ConfigFlags& flags) {
   // them in the outbox (message id core::summary_id, body core::summary_json) and calls its
   // `done` after the outbox's commit. Set it here, before start().
   if (auto s = aggregator.start(); !s) spdlog::warn("aggregator: {}", s.to_string());
+  // Home Assistant (made before the board's first report: readings observers come first).
+  std::unique_ptr<mqtt::HomeAssistant> home_assistant;
+  if (cfg.homeassistant.enabled) {
+    auto h = start_home_assistant(cfg, device_id, board, sys, hub, metrics);
+    if (!h) return fail(h.status());
+    home_assistant = std::move(*h);
+    hub.add_readings_observer(
+        [ha = home_assistant.get()](const std::vector<core::Reading>& rs) { ha->on_readings(rs); });
+  }
   hub.observe(board_report(device_id, board));
   collector.on_stored([&hub, device_id](const std::vector<core::Reading>& rs) {
     core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
@@ -447,6 +506,13 @@ int serve(const ConfigFlags& flags) {
     } else {
       j["mqtt"] = {{"enabled", false}};
     }
+    if (home_assistant) {
+      auto h = home_assistant->health();
+      j["homeassistant"] = {{"connected", h.connected}, {"detail", h.detail}, {"commands", h.commands},
+                            {"dropped", h.dropped}};
+    } else {
+      j["homeassistant"] = {{"enabled", false}};
+    }
     return j;
   };
   http::Router router;
@@ -500,6 +566,7 @@ int serve(const ConfigFlags& flags) {
   housekeeping.join();
 
   if (cam) cam->stop();
+  if (home_assistant) home_assistant->stop();  // "offline" first; before the hub it commands
   if (kits) kits->stop();
   if (udp) udp->stop();
   blocking.join();

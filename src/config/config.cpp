@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <functional>
@@ -381,6 +382,23 @@ const std::vector<KeyDef>& defs() {
     v.push_back(duration_key({"mqtt", "reconnect_max_backoff", "duration", "a lost broker is retried with backoff up to this"},
                              FIELD(mqtt.reconnect_max_backoff), ms(100), hours(1)));
 
+    v.push_back(bool_key({"homeassistant", "enabled", "boolean", "publish this board to Home Assistant over MQTT (discovery, states, commands)"},
+                         FIELD(homeassistant.enabled)));
+    v.push_back(string_key({"homeassistant", "url", "string", "broker: mqtt://HOST:PORT or mqtts://HOST:PORT; empty for [mqtt]'s"},
+                           FIELD(homeassistant.url), {}, true));
+    v.push_back(string_key({"homeassistant", "username", "string", "broker user name, with url"}, FIELD(homeassistant.username), {}, true));
+    v.push_back(string_key({"homeassistant", "password", "string", "broker password, with url"}, FIELD(homeassistant.password), {}, true));
+    v.push_back(string_key({"homeassistant", "ca_file", "string", "CA certificates for an mqtts:// url; default the system's"},
+                           FIELD(homeassistant.ca_file), {}, true));
+    v.push_back(string_key({"homeassistant", "client_id", "string", "client id; default outpost-<device id>-ha"},
+                           FIELD(homeassistant.client_id), {}, true));
+    v.push_back(string_key({"homeassistant", "discovery_prefix", "string", "Home Assistant's MQTT discovery prefix"},
+                           FIELD(homeassistant.discovery_prefix), {}, false));
+    v.push_back(string_key({"homeassistant", "node_id", "string", "node id in discovery topics ([A-Za-z0-9_-]); default the device id"},
+                           FIELD(homeassistant.node_id), {}, true));
+    v.push_back(string_key({"homeassistant", "base_topic", "string", "prefix of state, command and availability topics; default outpost/<node id>"},
+                           FIELD(homeassistant.base_topic), {}, true));
+
     v.push_back(int_key<size_t>({"ws", "max_clients", "integer", "WebSocket clients at once; more get 503"}, FIELD(ws.max_clients), 1, 1'000'000));
     v.push_back(int_key<size_t>({"ws", "send_queue", "integer", "messages queued per WebSocket client before it is closed"},
                                 FIELD(ws.send_queue), 1, 1'000'000));
@@ -515,6 +533,55 @@ std::optional<HostPort> parse_host_port(const std::string& s) {
   return HostPort{host, static_cast<uint16_t>(p)};
 }
 
+namespace {
+
+// An MQTT topic level or levels to build topics from: no wildcards, no empty level, no NUL.
+bool topic_prefix_ok(std::string_view t) {
+  if (t.empty() || t.size() > 1024 || t.front() == '/' || t.back() == '/') return false;
+  if (t.find("//") != std::string_view::npos) return false;
+  for (unsigned char c : t) {
+    if (c == '+' || c == '#' || c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool node_id_ok(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id) {
+    if (!std::isalnum(c) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+Status validate_homeassistant(const Config& cfg) {
+  const HomeAssistantConfig& ha = cfg.homeassistant;
+  if (!topic_prefix_ok(ha.discovery_prefix))
+    return Status::invalid(fmt::format(
+        "homeassistant.discovery_prefix: '{}' is not a topic prefix (levels without '+', '#', "
+        "control characters or empty levels)",
+        ha.discovery_prefix));
+  if (!ha.node_id.empty() && !node_id_ok(ha.node_id))
+    return Status::invalid(fmt::format(
+        "homeassistant.node_id: '{}' must be 1..128 characters of A-Z, a-z, 0-9, '_' and '-'", ha.node_id));
+  if (!ha.base_topic.empty() && !topic_prefix_ok(ha.base_topic))
+    return Status::invalid(fmt::format(
+        "homeassistant.base_topic: '{}' is not a topic prefix (levels without '+', '#', control "
+        "characters or empty levels)",
+        ha.base_topic));
+  if (ha.enabled && ha.url.empty() && cfg.mqtt.url.empty())
+    return Status::invalid("homeassistant.url: Home Assistant is enabled but no broker is set (set "
+                           "homeassistant.url or mqtt.url)");
+  // One broker, one id: the two connections would take turns throwing each other off.
+  bool same_broker = ha.url.empty() || ha.url == cfg.mqtt.url;
+  if (ha.enabled && !cfg.mqtt.url.empty() && same_broker && !ha.client_id.empty() &&
+      ha.client_id == cfg.mqtt.client_id)
+    return Status::invalid(fmt::format(
+        "homeassistant.client_id: '{}' is mqtt.client_id too, on the same broker", ha.client_id));
+  return Status::ok();
+}
+
+}  // namespace
+
 Status validate(const Config& cfg) {
   if (!parse_host_port(cfg.server.listen))
     return Status::invalid(fmt::format("server.listen: '{}' is not HOST:PORT", cfg.server.listen));
@@ -530,13 +597,18 @@ Status validate(const Config& cfg) {
   if (cfg.motion.blur % 2 == 0) return Status::invalid("motion.blur: must be odd");
   if (cfg.udp.listen != "off" && !parse_host_port(cfg.udp.listen))
     return Status::invalid(fmt::format("udp.listen: '{}' is not HOST:PORT or off", cfg.udp.listen));
-  if (!cfg.mqtt.url.empty()) {
-    std::string_view u = cfg.mqtt.url;
+  auto broker_url = [](const std::string& url) {
+    std::string_view u = url;
     size_t scheme = u.find("://");
     std::string_view sch = scheme == std::string_view::npos ? std::string_view() : u.substr(0, scheme);
-    if ((sch != "mqtt" && sch != "mqtts") || !parse_host_port(std::string(u.substr(scheme + 3))))
-      return Status::invalid(fmt::format("mqtt.url: '{}' is not mqtt://HOST:PORT or mqtts://HOST:PORT", cfg.mqtt.url));
-  }
+    return (sch == "mqtt" || sch == "mqtts") && parse_host_port(std::string(u.substr(scheme + 3)));
+  };
+  if (!cfg.mqtt.url.empty() && !broker_url(cfg.mqtt.url))
+    return Status::invalid(fmt::format("mqtt.url: '{}' is not mqtt://HOST:PORT or mqtts://HOST:PORT", cfg.mqtt.url));
+  if (auto s = validate_homeassistant(cfg); !s) return s;
+  if (!cfg.homeassistant.url.empty() && !broker_url(cfg.homeassistant.url))
+    return Status::invalid(fmt::format("homeassistant.url: '{}' is not mqtt://HOST:PORT or mqtts://HOST:PORT",
+                                       cfg.homeassistant.url));
   return Status::ok();
 }
 

@@ -155,6 +155,21 @@ struct MqttConfig {
   milliseconds reconnect_max_backoff{30'000};
 };
 
+// Home Assistant's MQTT integration: discovery, states, availability and commands of this
+// board's sensors and actuators. The broker is [mqtt]'s (url, credentials, CA) unless `url` is
+// set here; keepalive and reconnect backoff are always [mqtt]'s.
+struct HomeAssistantConfig {
+  bool enabled = false;
+  std::string url;                 // "mqtt://HOST:PORT" or "mqtts://HOST:PORT"; "" = [mqtt]'s broker
+  std::string username;            // with url: the broker user name (else [mqtt]'s)
+  std::string password;            // with url: the broker password (else [mqtt]'s)
+  std::string ca_file;             // with url: CA certificates for mqtts:// (else [mqtt]'s)
+  std::string client_id;           // default "outpost-<device id>-ha" (never the kits' client id)
+  std::string discovery_prefix = "homeassistant";  // Home Assistant's discovery prefix
+  std::string node_id;             // [A-Za-z0-9_-]+; default the device id, other characters as '_'
+  std::string base_topic;          // state, command and availability topics; default "outpost/<node id>"
+};
+
 struct WsConfig {
   size_t max_clients = 2'000;        // further upgrades get 503
   size_t send_queue = 256;           // messages queued per client; full and stalled 1 s (or 16x over): closed (1008)
@@ -186,6 +201,7 @@ struct Config {
   HubConfig hub;
   UdpConfig udp;
   MqttConfig mqtt;
+  HomeAssistantConfig homeassistant;
   WsConfig ws;
   AggregatorConfig aggregator;
 };

@@ -138,6 +138,51 @@ TEST(Config, BadSummaryWindowsFailNamingTheKey) {
   EXPECT_NE(s.message().find("'x'"), std::string::npos) << s.message();
 }
 
+TEST(Config, HomeAssistant) {
+  Config c;
+  EXPECT_FALSE(c.homeassistant.enabled);
+  EXPECT_EQ(c.homeassistant.discovery_prefix, "homeassistant");
+  ASSERT_TRUE(apply_toml(c,
+                         "[homeassistant]\nenabled = true\nurl = \"mqtt://ha:1883\"\n"
+                         "node_id = \"gh-1\"\nbase_topic = \"farm/gh1\"\n",
+                         "t.toml"));
+  EXPECT_TRUE(validate(c)) << validate(c).message();
+  char e1[] = "OUTPOST_HOMEASSISTANT_DISCOVERY_PREFIX=ha";
+  char* env[] = {e1, nullptr};
+  ASSERT_TRUE(apply_env(c, env));
+  EXPECT_EQ(c.homeassistant.discovery_prefix, "ha");
+
+  auto fails_on = [](const std::string& key, auto change) {
+    Config bad;
+    bad.homeassistant.enabled = true;
+    bad.mqtt.url = "mqtt://kits:1883";
+    change(bad);
+    auto s = validate(bad);
+    EXPECT_FALSE(s) << key;
+    EXPECT_NE(s.message().find(key), std::string::npos) << s.message();
+  };
+  fails_on("homeassistant.url", [](Config& x) { x.mqtt.url.clear(); });
+  fails_on("homeassistant.url", [](Config& x) { x.homeassistant.url = "tcp://ha:1883"; });
+  fails_on("homeassistant.node_id", [](Config& x) { x.homeassistant.node_id = "a.b"; });
+  fails_on("homeassistant.discovery_prefix", [](Config& x) { x.homeassistant.discovery_prefix = "ha/#"; });
+  fails_on("homeassistant.discovery_prefix", [](Config& x) { x.homeassistant.discovery_prefix = "/ha"; });
+  fails_on("homeassistant.base_topic", [](Config& x) { x.homeassistant.base_topic = "a//b"; });
+  fails_on("homeassistant.base_topic", [](Config& x) { x.homeassistant.base_topic = "a/+"; });
+  fails_on("homeassistant.client_id", [](Config& x) {
+    x.mqtt.client_id = "hub";
+    x.homeassistant.client_id = "hub";
+  });
+  // The same id on another broker is fine.
+  Config other;
+  other.homeassistant.enabled = true;
+  other.mqtt.url = "mqtt://kits:1883";
+  other.mqtt.client_id = other.homeassistant.client_id = "hub";
+  other.homeassistant.url = "mqtt://ha:1883";
+  EXPECT_TRUE(validate(other));
+  auto s = set_key(c, "homeassistant", "discovery_prefix", "", "--set");
+  EXPECT_NE(s.message().find("homeassistant.discovery_prefix"), std::string::npos) << s.message();
+}
+
 // The example file documents every key, and is itself a valid configuration.
 TEST(Config, ExampleFileDocumentsEveryKey) {
   const char* src = std::getenv("OUTPOST_SOURCE_DIR");

@@ -145,6 +145,15 @@ struct Client::Impl {
   static void on_message_cb(mosquitto*, void* self, const mosquitto_message* m) {
     static_cast<Impl*>(self)->on_message(m);
   }
+  static void on_publish_cb(mosquitto*, void* self, int mid) {
+    auto* impl = static_cast<Impl*>(self);
+    if (!impl->callbacks.on_publish) return;
+    try {
+      impl->callbacks.on_publish(mid);
+    } catch (const std::exception& e) {
+      spdlog::error("mqtt {}: on_publish failed: {}", impl->name, e.what());
+    }
+  }
   // libmosquitto says why TLS failed only in its log ("OpenSSL Error[0]: ...certificate verify
   // failed").
   static void on_log_cb(mosquitto*, void* self, int level, const char* text) {
@@ -320,9 +329,11 @@ struct Client::Impl {
 core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& cfg,
                                                      std::string client_id, std::string name,
                                                      ClientCallbacks callbacks,
-                                                     ClientMetrics metrics) {
+                                                     ClientMetrics metrics, ClientOptions options) {
   auto url = parse_broker_url(cfg.url);
   if (!url) return url.status();
+  if (!options.clean_session && client_id.empty())
+    return core::Status::invalid("mqtt: a persistent session needs a client id");
   if (auto s = ensure_library(); !s) return s;
 
   auto impl = std::make_unique<Impl>();
@@ -331,9 +342,9 @@ core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& c
   impl->name = std::move(name);
   impl->callbacks = std::move(callbacks);
   impl->metrics = metrics;
-  // An empty id lets libmosquitto make a random one (clean sessions only, as here).
-  impl->mosq = mosquitto_new(client_id.empty() ? nullptr : client_id.c_str(),
-                             /*clean_session=*/true, impl.get());
+  // An empty id lets libmosquitto make a random one (clean sessions only: checked above).
+  impl->mosq = mosquitto_new(client_id.empty() ? nullptr : client_id.c_str(), options.clean_session,
+                             impl.get());
   if (!impl->mosq) {
     int err = errno;
     if (err == EINVAL)
@@ -357,7 +368,23 @@ core::Result<std::unique_ptr<Client>> Client::create(const config::MqttConfig& c
                                        : "mqtt: TLS setup failed: " + error_text(rc, errno));
     }
   }
+  if (options.will) {
+    const Will& w = *options.will;
+    if (w.payload.size() > static_cast<size_t>(INT_MAX))
+      return core::Status::too_large("mqtt: will payload too large");
+    // libmosquitto 2.0.11 does not check the will's QoS itself.
+    int rc = w.qos < 0 || w.qos > 2 ? MOSQ_ERR_INVAL
+                                    : mosquitto_will_set(impl->mosq, w.topic.c_str(),
+                                                         static_cast<int>(w.payload.size()),
+                                                         w.payload.data(), w.qos, w.retain);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return core::Status::invalid(
+          fmt::format("mqtt: cannot use '{}' as the will's topic with QoS {}: {}", w.topic, w.qos,
+                      error_text(rc, 0)));
+    }
+  }
   mosquitto_connect_callback_set(impl->mosq, &Impl::on_connect_cb);
+  mosquitto_publish_callback_set(impl->mosq, &Impl::on_publish_cb);
   mosquitto_disconnect_callback_set(impl->mosq, &Impl::on_disconnect_cb);
   mosquitto_message_callback_set(impl->mosq, &Impl::on_message_cb);
   mosquitto_log_callback_set(impl->mosq, &Impl::on_log_cb);
@@ -421,17 +448,23 @@ core::Status Client::subscribe(const std::string& pattern, int qos) {
 
 core::Status Client::publish(const std::string& topic, std::string_view payload, int qos,
                              bool retain) {
+  return publish_with_id(topic, payload, qos, retain).status();
+}
+
+core::Result<int> Client::publish_with_id(const std::string& topic, std::string_view payload,
+                                          int qos, bool retain) {
   if (payload.size() > static_cast<size_t>(INT_MAX))
     return core::Status::too_large("mqtt: payload too large");
   if (!connected())
     return core::Status::unavailable(
         fmt::format("mqtt {}: not connected to {}", impl_->name, impl_->cfg.url));
-  int rc = mosquitto_publish(impl_->mosq, nullptr, topic.c_str(), static_cast<int>(payload.size()),
+  int mid = 0;
+  int rc = mosquitto_publish(impl_->mosq, &mid, topic.c_str(), static_cast<int>(payload.size()),
                              payload.data(), qos, retain);
   impl_->wake();
   switch (rc) {
     case MOSQ_ERR_SUCCESS:
-      return core::Status::ok();
+      return mid;
     case MOSQ_ERR_INVAL:
     case MOSQ_ERR_MALFORMED_UTF8:
       return core::Status::invalid(

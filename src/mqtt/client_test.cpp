@@ -10,11 +10,17 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "mqtt/mqtt.hpp"
 #include "mqtt/test_broker.hpp"
+#include "mqtt/test_util.hpp"
 
 namespace outpost::mqtt {
 namespace {
@@ -23,113 +29,13 @@ using namespace std::chrono_literals;
 using core::Json;
 using testing::TestBroker;
 
-// Things handed over by the MQTT thread, waited for by the test.
-template <typename T>
-class Inbox {
- public:
-  void push(T v) {
-    std::lock_guard lk(mu_);
-    items_.push_back(std::move(v));
-    cv_.notify_all();
-  }
-  // The first item (oldest first) that satisfies `pred`, removed; nullopt after `timeout`.
-  template <typename Pred>
-  std::optional<T> take(Pred pred, std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lk(mu_);
-    std::optional<T> out;
-    cv_.wait_for(lk, timeout, [&] {
-      for (auto it = items_.begin(); it != items_.end(); ++it) {
-        if (pred(*it)) {
-          out = std::move(*it);
-          items_.erase(it);
-          return true;
-        }
-      }
-      return false;
-    });
-    return out;
-  }
-  std::optional<T> take(std::chrono::milliseconds timeout = 10s) {
-    return take([](const T&) { return true; }, timeout);
-  }
-  size_t size() const {
-    std::lock_guard lk(mu_);
-    return items_.size();
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<T> items_;
-};
-
-template <typename Cond>
-bool eventually(Cond cond, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return cond();
-}
-
-// The value of one series in the registry's text, e.g.
-// `outpost_mqtt_dropped_total{reason="bad_type"}`.
-std::optional<double> metric(const core::Registry& r, const std::string& series) {
-  std::istringstream in(r.render());
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
-
-config::MqttConfig config_for(const std::string& url) {
-  config::MqttConfig cfg;
-  cfg.url = url;
-  cfg.keepalive = 5s;
-  cfg.reconnect_max_backoff = 400ms;  // tests wait for reconnects
-  return cfg;
-}
-
-struct Received {
-  std::string topic, payload;
-};
-
-// A kit: a plain Client that subscribes to `patterns` and keeps what arrives.
-struct Kit {
-  Inbox<Received> inbox;
-  std::vector<std::string> patterns;
-  std::function<void(Client&, const Received&)> respond;
-  std::atomic<Client*> self{nullptr};  // for respond: set once create() returns
-  std::unique_ptr<Client> client;
-
-  Kit(const std::string& url, const std::string& id, std::vector<std::string> subscribe = {},
-      std::function<void(Client&, const Received&)> responder = nullptr)
-      : patterns(std::move(subscribe)), respond(std::move(responder)) {
-    ClientCallbacks cb;
-    cb.on_connect = [this](Client& c) {
-      for (const auto& p : patterns) EXPECT_TRUE(c.subscribe(p, 1)) << p;
-    };
-    cb.on_message = [this](const Message& m) {
-      Received r{std::string(m.topic), std::string(m.payload)};
-      if (Client* c = self.load(); respond && c) respond(*c, r);
-      inbox.push(std::move(r));
-    };
-    auto c = Client::create(config_for(url), id, "kit " + id, std::move(cb));
-    if (!c) throw std::runtime_error(c.status().to_string());
-    client = std::move(*c);
-    self = client.get();
-  }
-  ~Kit() { client->stop(); }  // before the members the callbacks use go away
-
-  void publish(const std::string& topic, const Json& payload) { publish(topic, payload.dump()); }
-  void publish(const std::string& topic, const std::string& payload) {
-    ASSERT_TRUE(eventually([&] { return client->connected(); })) << client->health().detail;
-    auto s = client->publish(topic, payload, 1);
-    ASSERT_TRUE(s) << s.to_string();
-  }
-};
+using testing::config_for;
+using testing::eventually;
+using testing::Inbox;
+using testing::metric;
+using testing::Received;
+// A kit: a plain client that subscribes to its patterns and keeps what arrives.
+using Kit = testing::Peer;
 
 // The hub's side: a KitClient whose sink fills inboxes.
 struct Hub {
@@ -474,6 +380,160 @@ TEST(Client, TlsWithTheCaFileAndNotWithAnotherCa) {
   // Retried like any other failure (libmosquitto's own loop would give up on a TLS error).
   EXPECT_TRUE(eventually([&] { return (*bad)->health().reconnects >= 2; }))
       << (*bad)->health().detail;
+}
+
+TEST(Client, RejectsABadWillAndAPersistentSessionWithoutAnId) {
+  TestBroker broker;  // never started
+  ClientOptions o;
+  o.will = Will{"a/+", "offline", 1, true};
+  auto c = Client::create(config_for(broker.url()), "x", "t", {}, {}, o);
+  EXPECT_EQ(c.status().code(), core::Code::kInvalid);
+  EXPECT_NE(c.status().message().find("will"), std::string::npos) << c.status().message();
+  o.will = Will{"a/b", "offline", 3, true};
+  EXPECT_EQ(Client::create(config_for(broker.url()), "x", "t", {}, {}, o).status().code(),
+            core::Code::kInvalid);
+  ClientOptions persistent;
+  persistent.clean_session = false;
+  EXPECT_EQ(Client::create(config_for(broker.url()), "", "t", {}, {}, persistent).status().code(),
+            core::Code::kInvalid);
+}
+
+// The honest way for a client to die uncleanly: a process of its own, killed with SIGKILL while
+// connected. The kernel closes the socket, no DISCONNECT is sent, and the broker publishes the
+// will. (Forked before this process starts threads of its own, so the child is a sound copy.)
+TEST(Client, TheWillIsPublishedWhenTheProcessDiesWithoutADisconnect) {
+  TestBroker broker;
+  broker.start();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(ready[0]);
+    ClientOptions o;
+    o.will = Will{"dev/7/availability", "offline", 1, true};
+    auto c = Client::create(config_for(broker.url()), "dying", "dying", {}, {}, o);
+    if (!c) ::_exit(2);
+    for (int i = 0; i < 2000 && !(*c)->connected(); ++i) ::usleep(5000);
+    if (!(*c)->connected()) ::_exit(3);
+    if (!(*c)->publish("dev/7/availability", "online", 1, true)) ::_exit(4);
+    char one = 1;
+    if (::write(ready[1], &one, 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child did not connect:\n" << broker.log();
+  ::close(ready[0]);
+
+  Kit watcher(broker.url(), "watcher", {"dev/7/availability"});
+  ASSERT_TRUE(watcher.ready());
+  auto online = watcher.inbox.take([](const Received& r) { return r.topic == "dev/7/availability"; });
+  ASSERT_TRUE(online);
+  EXPECT_EQ(online->payload, "online");
+
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  auto will = watcher.inbox.take([](const Received& r) { return r.topic == "dev/7/availability"; });
+  ASSERT_TRUE(will) << broker.log();
+  EXPECT_EQ(will->payload, "offline");
+
+  // Retained: whoever subscribes later learns the device is gone.
+  Kit late(broker.url(), "late", {"dev/7/availability"});
+  auto kept = late.inbox.take([](const Received& r) { return r.topic == "dev/7/availability"; });
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->payload, "offline");
+  EXPECT_TRUE(kept->retain);
+}
+
+TEST(Client, AStopSendsADisconnectSoTheWillIsNotPublished) {
+  TestBroker broker;
+  broker.start();
+  Kit watcher(broker.url(), "watcher", {"dev/8/#"});
+  ASSERT_TRUE(watcher.ready());
+  ClientOptions o;
+  o.will = Will{"dev/8/availability", "offline", 1, false};
+  auto c = Client::create(config_for(broker.url()), "leaving", "leaving", {}, {}, o);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(eventually([&] { return (*c)->connected(); }));
+  (*c)->stop();
+  ASSERT_TRUE(eventually([&] {
+    return broker.log().find("Client leaving disconnected.") != std::string::npos;
+  })) << broker.log();
+  // The broker has handled the DISCONNECT; a will would have been published by now, so it
+  // would arrive before this marker.
+  watcher.publish("dev/8/marker", std::string("after"));
+  auto first = watcher.inbox.take([](const Received& r) { return r.topic.rfind("dev/8/", 0) == 0; });
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->topic, "dev/8/marker");
+}
+
+TEST(Client, OnPublishReportsEachMessageTheBrokerConfirmed) {
+  TestBroker broker;
+  broker.start();
+  Inbox<int> confirmed;
+  ClientCallbacks cb;
+  cb.on_publish = [&confirmed](int mid) { confirmed.push(mid); };
+  auto c = Client::create(config_for(broker.url()), "pub", "pub", cb);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(eventually([&] { return (*c)->connected(); }));
+  std::set<int> mids;
+  for (int i = 0; i < 5; ++i) {
+    auto mid = (*c)->publish_with_id("a/b", "m" + std::to_string(i), 1);
+    ASSERT_TRUE(mid) << mid.status().to_string();
+    EXPECT_TRUE(mids.insert(*mid).second) << "a message id twice: " << *mid;
+  }
+  std::set<int> got;
+  for (int i = 0; i < 5; ++i) {
+    auto mid = confirmed.take();
+    ASSERT_TRUE(mid) << "only " << got.size() << " confirmations";
+    got.insert(*mid);
+  }
+  EXPECT_EQ(got, mids);
+  (*c)->stop();
+  EXPECT_EQ(confirmed.size(), 0u);  // once per message
+}
+
+// on_publish is the PUBACK, not the write: a broker that holds the PUBACK back holds it back.
+TEST(Client, OnPublishWaitsForThePuback) {
+  testing::HoldingBroker broker;
+  Inbox<int> confirmed;
+  ClientCallbacks cb;
+  cb.on_publish = [&confirmed](int mid) { confirmed.push(mid); };
+  auto c = Client::create(config_for(broker.url()), "pub", "pub", cb);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(eventually([&] { return (*c)->connected(); })) << (*c)->health().detail;
+  auto mid = (*c)->publish_with_id("a/b", "held", 1);
+  ASSERT_TRUE(mid);
+  ASSERT_TRUE(broker.wait_published(1));
+  EXPECT_EQ(broker.published()[0].mid, *mid);
+  EXPECT_EQ(broker.published()[0].payload, "held");
+  // The message is at the broker and unconfirmed: no callback, however long one waits.
+  EXPECT_FALSE(confirmed.take(300ms));
+  broker.ack(static_cast<uint16_t>(*mid));
+  auto got = confirmed.take();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, *mid);
+}
+
+// A persistent session: what is published while the subscriber is away waits for it.
+TEST(Client, APersistentSessionGetsWhatWasPublishedWhileItWasAway) {
+  TestBroker broker;
+  broker.start();
+  ClientOptions persistent;
+  persistent.clean_session = false;
+  {
+    Kit sub(broker.url(), "keeper", {"kept/#"}, nullptr, persistent);
+    ASSERT_TRUE(sub.ready());
+  }  // a clean stop: the session stays on the broker
+  Kit pub(broker.url(), "pub");
+  pub.publish("kept/1", std::string("while away"));
+  Kit sub(broker.url(), "keeper", {"kept/#"}, nullptr, persistent);
+  auto m = sub.inbox.take([](const Received& r) { return r.topic == "kept/1"; });
+  ASSERT_TRUE(m) << broker.log();
+  EXPECT_EQ(m->payload, "while away");
 }
 
 }  // namespace

@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,6 +159,210 @@ void TestBroker::stop() {
     std::this_thread::sleep_for(10ms);
   }
   pid_ = -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HoldingBroker
+
+namespace {
+
+uint16_t be16(const std::string& s, size_t at) {
+  return static_cast<uint16_t>(uint8_t(s[at]) << 8 | uint8_t(s[at + 1]));
+}
+
+std::string packet(uint8_t type, const std::string& body) {
+  std::string out(1, static_cast<char>(type));
+  size_t n = body.size();
+  do {
+    uint8_t b = n % 128;
+    n /= 128;
+    if (n > 0) b |= 0x80;
+    out += static_cast<char>(b);
+  } while (n > 0);
+  return out + body;
+}
+
+std::string mid_bytes(uint16_t mid) {
+  return std::string{static_cast<char>(mid >> 8), static_cast<char>(mid & 0xff)};
+}
+
+}  // namespace
+
+HoldingBroker::HoldingBroker() {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) throw std::runtime_error("socket failed");
+  int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(listen_fd_, 4) != 0)
+    throw std::runtime_error(std::string("bind/listen failed: ") + std::strerror(errno));
+  socklen_t len = sizeof a;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  thread_ = std::thread([this] { run(); });
+}
+
+HoldingBroker::~HoldingBroker() {
+  stopping_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  thread_.join();
+  std::lock_guard lk(mu_);
+  if (client_fd_ >= 0) ::close(client_fd_);
+  ::close(listen_fd_);
+  ::close(wake_fd_);
+}
+
+std::string HoldingBroker::url() const { return "mqtt://127.0.0.1:" + std::to_string(port_); }
+
+std::vector<HoldingBroker::Publish> HoldingBroker::published() const {
+  std::lock_guard lk(mu_);
+  return published_;
+}
+
+bool HoldingBroker::wait_published(size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, timeout, [&] { return published_.size() >= n; });
+}
+
+void HoldingBroker::ack(uint16_t mid) {
+  std::lock_guard lk(mu_);
+  if (client_fd_ >= 0) send(client_fd_, packet(0x40, mid_bytes(mid)));
+}
+
+void HoldingBroker::set_auto_ack(bool on) {
+  std::lock_guard lk(mu_);
+  auto_ack_ = on;
+}
+
+void HoldingBroker::drop_client() {
+  std::lock_guard lk(mu_);
+  drop_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+// mu_ held.
+void HoldingBroker::send(int fd, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+void HoldingBroker::handle(int fd, uint8_t type, const std::string& body) {
+  std::lock_guard lk(mu_);
+  switch (type & 0xf0) {
+    case 0x10:  // CONNECT
+      send(fd, packet(0x20, std::string("\0\0", 2)));
+      break;
+    case 0x30: {  // PUBLISH
+      int qos = (type >> 1) & 3;
+      if (body.size() < 2) return;
+      size_t tlen = be16(body, 0);
+      Publish p;
+      p.topic = body.substr(2, tlen);
+      size_t at = 2 + tlen;
+      if (qos > 0) {
+        p.mid = be16(body, at);
+        at += 2;
+      }
+      p.dup = (type & 0x08) != 0;
+      p.payload = body.substr(at);
+      uint16_t mid = p.mid;
+      published_.push_back(std::move(p));
+      cv_.notify_all();
+      if (qos == 1 && auto_ack_) send(fd, packet(0x40, mid_bytes(mid)));
+      break;
+    }
+    case 0x80: {  // SUBSCRIBE
+      std::string grants;
+      for (size_t at = 2; at + 2 <= body.size();) {
+        at += 2 + be16(body, at) + 1;
+        grants += '\x01';
+      }
+      send(fd, packet(0x90, mid_bytes(be16(body, 0)) + grants));
+      break;
+    }
+    case 0xc0:  // PINGREQ
+      send(fd, packet(0xd0, ""));
+      break;
+    default:
+      break;
+  }
+}
+
+void HoldingBroker::run() {
+  int fd = -1;
+  std::string buf;
+  auto close_client = [&] {
+    std::lock_guard lk(mu_);
+    if (fd >= 0) ::close(fd);
+    fd = client_fd_ = -1;
+    buf.clear();
+  };
+  while (!stopping_) {
+    pollfd fds[3] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {fd, POLLIN, 0}};
+    if (::poll(fds, fd >= 0 ? 3 : 2, 200) < 0) continue;
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
+    }
+    bool drop = false;
+    {
+      std::lock_guard lk(mu_);
+      drop = drop_;
+      drop_ = false;
+    }
+    if (drop) close_client();
+    if (fds[0].revents & POLLIN) {
+      int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) {
+        close_client();  // one client at a time: the newest
+        std::lock_guard lk(mu_);
+        fd = client_fd_ = c;
+      }
+      continue;
+    }
+    if (fd < 0 || !(fds[2].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    char chunk[4096];
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      close_client();
+      continue;
+    }
+    buf.append(chunk, static_cast<size_t>(n));
+    for (;;) {
+      if (buf.size() < 2) break;
+      size_t len = 0, mult = 1, at = 1;
+      bool complete = false;
+      while (at < buf.size() && at < 5) {
+        uint8_t b = static_cast<uint8_t>(buf[at++]);
+        len += (b & 0x7f) * mult;
+        mult *= 128;
+        if (!(b & 0x80)) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete || buf.size() < at + len) break;
+      uint8_t type = static_cast<uint8_t>(buf[0]);
+      std::string body = buf.substr(at, len);
+      buf.erase(0, at + len);
+      if ((type & 0xf0) == 0xe0) {  // DISCONNECT
+        close_client();
+        break;
+      }
+      handle(fd, type, body);
+    }
+  }
+  close_client();
 }
 
 }  // namespace outpost::mqtt::testing
