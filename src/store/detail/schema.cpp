@@ -101,6 +101,16 @@ CREATE TABLE devices (
   updated INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+    // Version 4: local rules, one JSON document each (edge/rules owns its shape), from the config
+    // file (rewritten at every start) or the API.
+    {4, R"sql(
+CREATE TABLE rules (
+  id      TEXT PRIMARY KEY,
+  doc     TEXT NOT NULL,
+  source  TEXT NOT NULL CHECK (source IN ('config', 'api')),
+  updated INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
