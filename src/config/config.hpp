@@ -50,6 +50,7 @@ struct HwConfig {
   std::string gpio_chip = "/dev/gpiochip0";  // libgpiod chip; if absent, hardware is simulated
   unsigned led_line = 17;                    // output line of the LED (seed 002)
   unsigned button_line = 27;                 // input line of the button (seed 002)
+  unsigned relay_line = 22;                  // output line of the relay (the greenhouse's ventilation)
   bool button_active_low = true;             // button wired to ground with a pull-up
   std::string thermal_zone = "thermal_zone0";  // under <root>/sys/class/thermal
 };
@@ -160,6 +161,15 @@ struct WsConfig {
   size_t max_message = 64 * 1024;    // bytes of a client message; larger closes the connection (1009)
 };
 
+// One [[rules]] table of the file (see edge/rules.hpp for its fields): kept as the JSON document
+// POST /api/rules would take, and parsed by the rules engine at start-up, so the file and the API
+// share one parser and one set of error messages. Rules come from the file only (no environment
+// variable or flag sets them).
+struct RuleConfig {
+  std::string json;    // the table as a JSON object (TOML strings, numbers, booleans, tables, arrays)
+  std::string origin;  // "FILE:LINE" of the table, for error messages
+};
+
 struct Config {
   ServerConfig server;
   LogConfig log;
@@ -176,6 +186,7 @@ struct Config {
   UdpConfig udp;
   MqttConfig mqtt;
   WsConfig ws;
+  std::vector<RuleConfig> rules;  // [[rules]], in file order
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.
