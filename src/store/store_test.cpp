@@ -1351,7 +1351,9 @@ TEST_F(StoreTest, ConfigRulesAreReplacedAsAWholeAndWinOverAnApiRuleOfTheSameId) 
   // The next start's file dropped a and clash: they go; the API rule stays.
   ASSERT_TRUE(store->replace_config_rules({{"b", R"({"v":2})", "config", core::from_micros(kBase)}}));
   got.clear();
-  for (const auto& r : *store->load_rules()) got.push_back(r.id + "=" + r.source);
+  rules = store->load_rules();
+  ASSERT_TRUE(rules.is_ok());
+  for (const auto& r : *rules) got.push_back(r.id + "=" + r.source);
   EXPECT_EQ(got, (std::vector<std::string>{"b=config", "mine=api"}));
   // A failing store changes nothing.
   store->TEST_fail_writes(true);
