@@ -38,6 +38,7 @@ bench: deps
 	bench/run-bench
 	bench/camera/run-camera-bench
 	bench/hub/run-hub-bench
+	bench/rules/run-rules-bench
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'web/*.cpp' 'web/*.hpp' 'bench/*.cpp')
