@@ -39,6 +39,7 @@ bench: deps
 	bench/camera/run-camera-bench
 	bench/hub/run-hub-bench
 	bench/edge/run-edge-bench
+	bench/rules/run-rules-bench
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'web/*.cpp' 'web/*.hpp' 'bench/*.cpp')

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "core/core.hpp"
 #include "edge/edge.hpp"
+#include "edge/rules.hpp"
 #include "hw/hw.hpp"
 #include "http/http.hpp"
 #include "hub/hub.hpp"
@@ -75,6 +76,8 @@ struct Deps {
   std::function<nlohmann::json()> hub_health;
   // The windowed summaries (its stats go into /api/health); null when off.
   edge::Aggregator* aggregator = nullptr;
+  // The local rules; null when there is no hub.
+  edge::RuleEngine* rules = nullptr;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.
@@ -89,6 +92,8 @@ void register_root_routes(http::Router& router, Deps& deps);
 // GET /api/devices[/{id}[/readings]], POST /api/devices/{id}/commands, GET /api/commands/{id},
 // and AstroPlant's GET /kits[/{id}[/data]]. Nothing when the hub is off.
 void register_device_hub_routes(http::Router& router, Deps& deps);
+// GET/POST /api/rules, GET/PUT/DELETE /api/rules/{id} (admin). Nothing without a rule engine.
+void register_rule_routes(http::Router& router, Deps& deps);
 // A stored reading's value: the number (null for NaN), or the JSON its text holds (a 3DPoint...).
 nlohmann::ordered_json reading_value(const core::Reading& r);
 // A device in the native API's shape.

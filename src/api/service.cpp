@@ -48,6 +48,7 @@ Response health(Deps& d) {
   double uptime = std::chrono::duration<double>(core::now() - d.started).count();
   json hardware = {{"simulated", d.board.simulated},
                    {"led", d.board.led->describe()},
+                   {"relay", d.board.relay->describe()},
                    {"button", d.board.button->describe()},
                    {"cpu_temperature", d.board.cpu->describe()}};
   json camera = {{"enabled", false}};

@@ -27,6 +27,7 @@
 #include "camera/camera.hpp"
 #include "config/config.hpp"
 #include "edge/edge.hpp"
+#include "edge/rules.hpp"
 #include "http/http.hpp"
 #include "hub/hub.hpp"
 #include "ingest/ingest.hpp"
@@ -158,44 +159,48 @@ std::string udp_command_body(const core::Device& d, const hub::Command& c) {
                      form_escape(c.target), form_escape(c.parameter), form_escape(value), form_escape(c.id));
 }
 
-// This board as a device of the hub: its actuators (the LED, the servo) and no sensors yet
-// (the collector's first sample brings them).
+// This board as a device of the hub: its actuators (the LED, the relay, the servo) and no sensors
+// yet (the collector's first sample brings them).
 core::DeviceReport board_report(const std::string& device_id, hw::Board& board) {
   core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
   r.attributes = core::Json{{"name", device_id}, {"simulated", board.simulated}};
   core::Actuator led;
   led.actions = core::Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
   led.attributes = {{"name", "led"}, {"type", "led"}};
+  core::Actuator relay;
+  relay.actions = core::Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
+  relay.attributes = {{"name", "relay"}, {"type", "relay"}};
   core::Actuator servo;
   servo.actions = core::Json::array({{{"parameter", "angle"}, {"primitive", "double"}, {"unit", "deg"}}});
   servo.attributes = {{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
-  r.actuators = std::vector<core::Actuator>{led, servo};
+  r.actuators = std::vector<core::Actuator>{led, relay, servo};
   return r;
 }
 
-// A command to this board: led (state: on, off, toggle, true, false, 1, 0) or servo (angle:
-// -90..90). Invalid for anything else (the client gets 400 and nothing is recorded).
+// A command to this board: led or relay (state: on, off, toggle, true, false, 1, 0) or servo
+// (angle: -90..90). Invalid for anything else (the client gets 400 and nothing is recorded).
 core::Status command_board(hw::Board& board, const hub::Command& c, hub::Delivery& out) {
   const core::Json& v = c.value;
-  if (c.target == "led") {
+  if (c.target == "led" || c.target == "relay") {
+    hw::DigitalOutput& output = c.target == "led" ? *board.led : *board.relay;
     if (c.parameter != "state" && c.parameter != "action")
-      return core::Status::invalid(fmt::format("led has parameter 'state', not '{}'", c.parameter));
+      return core::Status::invalid(fmt::format("{} has parameter 'state', not '{}'", c.target, c.parameter));
     std::string want = v.is_string() ? v.get<std::string>() : v.is_boolean() ? (v.get<bool>() ? "on" : "off")
                        : v.is_number() ? (v.get<double>() != 0 ? "on" : "off") : "";
     if (want == "1" || want == "true") want = "on";
     if (want == "0" || want == "false") want = "off";
     core::Result<bool> state = false;
     if (want == "on" || want == "off") {
-      if (auto s = board.led->set(want == "on"); !s) return s;
+      if (auto s = output.set(want == "on"); !s) return s;
       state = want == "on";
     } else if (want == "toggle") {
-      state = board.led->toggle();
+      state = output.toggle();
       if (!state) return state.status();
     } else {
-      return core::Status::invalid(fmt::format("led state must be on, off or toggle, got {}", v.dump()));
+      return core::Status::invalid(fmt::format("{} state must be on, off or toggle, got {}", c.target, v.dump()));
     }
     out.done = true;
-    out.detail = *state ? "led on" : "led off";
+    out.detail = fmt::format("{} {}", c.target, *state ? "on" : "off");
     return core::Status::ok();
   }
   if (c.target == "servo") {
@@ -218,7 +223,8 @@ core::Status command_board(hw::Board& board, const hub::Command& c, hub::Deliver
     out.detail = fmt::format("servo at {} deg", angle);
     return core::Status::ok();
   }
-  return core::Status::invalid(fmt::format("this board has no '{}': its actuators are led (state) and servo (angle)", c.target));
+  return core::Status::invalid(
+      fmt::format("this board has no '{}': its actuators are led (state), relay (state) and servo (angle)", c.target));
 }
 
 // Home Assistant's view of this board: the collector's sensors, and the board's actuators as
@@ -312,8 +318,8 @@ int serve(const ConfigFlags& flags) {
   }
 
   hw::Board board = hw::open_board(cfg.hw, cfg.servo, cfg.system.root);
-  spdlog::info("hardware: {} (led: {}, button: {}, cpu temperature: {}, servo: {})",
-               board.simulated ? "simulated" : "gpio", board.led->describe(),
+  spdlog::info("hardware: {} (led: {}, relay: {}, button: {}, cpu temperature: {}, servo: {})",
+               board.simulated ? "simulated" : "gpio", board.led->describe(), board.relay->describe(),
                board.button->describe(), board.cpu->describe(), board.servo->describe());
   sysinfo::SysInfo sys(cfg.system.root);
   std::string device_id = cfg.system.device_id;
@@ -377,6 +383,16 @@ int serve(const ConfigFlags& flags) {
   hub.set_sender(core::Transport::kLocal, [&board](const core::Device&, const hub::Command& c, hub::Delivery& out) {
     return command_board(board, c, out);
   });
+  // Local rules: every reading the hub accepts (this board's, UDP and MQTT devices') is shown to
+  // them as it arrives; their commands go out through the hub, their firings are events. Declared
+  // before the transports that feed the hub, so it outlives their threads.
+  edge::RuleEngine rules(edge::RuleEngine::Deps{
+      .hub = hub, .store = **store, .metrics = metrics, .record_event = record_event, .board = device_id});
+  if (auto s = rules.load(cfg.rules); !s) return fail(s);
+  hub.add_readings_observer([&rules](const std::vector<core::Reading>& rs) { rules.on_readings(rs); });
+  // TODO(lead): rules.on_alert(...) to the upstream outbox once it is merged: alerts then leave
+  // the device durably; the rules themselves never wait for it.
+  rules.start();
   // FIWARE devices over UDP (seed 004): packets feed the hub; commands and forwards go back
   // from the same socket, so a device behind NAT hears them on the port it talks from.
   std::unique_ptr<ingest::UdpReceiver> udp;
@@ -479,7 +495,8 @@ int serve(const ConfigFlags& flags) {
                    boost::asio::post(blocking, std::move(fn));
                  },
                  .hub = &hub,
-                 .aggregator = &aggregator};
+                 .aggregator = &aggregator,
+                 .rules = &rules};
   // Live events over WebSocket: GET /ws, and a handshake on / for seed 004's browser client.
   ws::Server live(ws::Deps{.cfg = cfg.ws,
                            .bus = bus,
@@ -525,6 +542,7 @@ int serve(const ConfigFlags& flags) {
   api::register_camera_routes(router, deps);
   api::register_device_hub_routes(router, deps);
   api::register_summary_routes(router, deps);
+  api::register_rule_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
@@ -575,6 +593,7 @@ int serve(const ConfigFlags& flags) {
   // first). Close what is due, keep the open windows for the next start.
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (void)aggregator.stop();
+  rules.stop();
   hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();
@@ -674,8 +693,16 @@ int password_set(const ConfigFlags& flags) {
 int config_check(const ConfigFlags& flags) {
   auto cfg = load_config(flags);
   if (!cfg) return fail(cfg.status());
-  std::printf("configuration OK: listen %s, data dir %s, hardware %s\n", cfg->server.listen.c_str(),
-              cfg->store.data_dir.c_str(), cfg->hw.simulate ? "simulated" : "auto");
+  // The rules' documents (whether their devices exist is known only to a running hub).
+  for (size_t i = 0; i < cfg->rules.size(); ++i) {
+    edge::RuleError err;
+    auto doc = nlohmann::json::parse(cfg->rules[i].json, nullptr, false);
+    if (!edge::parse_rule(doc, cfg->system.device_id.empty() ? "this-board" : cfg->system.device_id, err))
+      return fail(core::Status::invalid(
+          fmt::format("{}: rules[{}]{}{}: {}", cfg->rules[i].origin, i, err.field.empty() ? "" : ".", err.field, err.message)));
+  }
+  std::printf("configuration OK: listen %s, data dir %s, hardware %s, %zu rule(s)\n", cfg->server.listen.c_str(),
+              cfg->store.data_dir.c_str(), cfg->hw.simulate ? "simulated" : "auto", cfg->rules.size());
   return 0;
 }
 

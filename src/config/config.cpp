@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 namespace outpost::config {
@@ -269,6 +270,7 @@ const std::vector<KeyDef>& defs() {
                            FIELD(hw.gpio_chip), {}, false));
     v.push_back(int_key<unsigned>({"hw", "led_line", "integer", "GPIO line of the LED"}, FIELD(hw.led_line), 0, 1023));
     v.push_back(int_key<unsigned>({"hw", "button_line", "integer", "GPIO line of the button"}, FIELD(hw.button_line), 0, 1023));
+    v.push_back(int_key<unsigned>({"hw", "relay_line", "integer", "GPIO line of the relay"}, FIELD(hw.relay_line), 0, 1023));
     v.push_back(bool_key({"hw", "button_active_low", "boolean", "button pulls the line to ground when pressed"},
                          FIELD(hw.button_active_low)));
     v.push_back(string_key({"hw", "thermal_zone", "string", "thermal zone under <root>/sys/class/thermal"},
@@ -432,6 +434,50 @@ std::string upper(std::string s) {
   return s;
 }
 
+// A TOML value as JSON, for [[rules]] (whose fields edge/rules checks). Dates and times have no
+// meaning in a rule: an error naming where they are.
+Status toml_to_json(const toml::node& n, const std::string& where, nlohmann::json& out) {
+  if (auto t = n.as_table()) {
+    out = nlohmann::json::object();
+    for (const auto& [k, v] : *t) {
+      std::string key(k.str());
+      if (auto s = toml_to_json(v, where + "." + key, out[key]); !s) return s;
+    }
+  } else if (auto a = n.as_array()) {
+    out = nlohmann::json::array();
+    for (size_t i = 0; i < a->size(); ++i) {
+      if (auto s = toml_to_json(*a->get(i), fmt::format("{}[{}]", where, i), out.emplace_back()); !s) return s;
+    }
+  } else if (n.is_string()) {
+    out = *n.value<std::string>();
+  } else if (n.is_integer()) {
+    out = *n.value<int64_t>();
+  } else if (n.is_floating_point()) {
+    out = *n.value<double>();
+  } else if (n.is_boolean()) {
+    out = *n.value<bool>();
+  } else {
+    return Status::invalid(fmt::format("{}: dates and times mean nothing here", where));
+  }
+  return Status::ok();
+}
+
+Status apply_rules(Config& cfg, const toml::node& node, const std::string& origin) {
+  const toml::array* list = node.as_array();
+  if (!list || !list->is_array_of_tables())
+    return Status::invalid(fmt::format("{}: rules must be an array of tables: [[rules]]", origin));
+  for (size_t i = 0; i < list->size(); ++i) {
+    const toml::node& table = *list->get(i);
+    std::string where = fmt::format("rules[{}]", i);
+    nlohmann::json doc;
+    if (auto s = toml_to_json(table, where, doc); !s) return Status::invalid(fmt::format("{}: {}", origin, s.message()));
+    const auto& src = table.source();
+    std::string at = src.begin.line > 0 ? fmt::format("{}:{}", origin, src.begin.line) : origin;
+    cfg.rules.push_back({doc.dump(), at});
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 const std::vector<KeyInfo>& keys() {
@@ -462,6 +508,10 @@ Status apply_toml(Config& cfg, const std::string& toml_text, const std::string& 
   }
   for (const auto& [section_key, section_node] : root) {
     std::string section(section_key.str());
+    if (section == "rules") {
+      if (auto s = apply_rules(cfg, section_node, origin); !s) return s;
+      continue;
+    }
     const toml::table* table = section_node.as_table();
     if (!table) return Status::invalid(fmt::format("{}: '{}' must be a [section]", origin, section));
     bool known_section = std::any_of(defs().begin(), defs().end(),

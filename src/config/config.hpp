@@ -51,6 +51,7 @@ struct HwConfig {
   std::string gpio_chip = "/dev/gpiochip0";  // libgpiod chip; if absent, hardware is simulated
   unsigned led_line = 17;                    // output line of the LED (seed 002)
   unsigned button_line = 27;                 // input line of the button (seed 002)
+  unsigned relay_line = 22;                  // output line of the relay (the greenhouse's ventilation)
   bool button_active_low = true;             // button wired to ground with a pull-up
   std::string thermal_zone = "thermal_zone0";  // under <root>/sys/class/thermal
 };
@@ -186,6 +187,15 @@ struct AggregatorConfig {
   std::map<std::string, milliseconds> summary_windows;
 };
 
+// One [[rules]] table of the file (see edge/rules.hpp for its fields): kept as the JSON document
+// POST /api/rules would take, and parsed by the rules engine at start-up, so the file and the API
+// share one parser and one set of error messages. Rules come from the file only (no environment
+// variable or flag sets them).
+struct RuleConfig {
+  std::string json;    // the table as a JSON object (TOML strings, numbers, booleans, tables, arrays)
+  std::string origin;  // "FILE:LINE" of the table, for error messages
+};
+
 struct Config {
   ServerConfig server;
   LogConfig log;
@@ -204,6 +214,7 @@ struct Config {
   HomeAssistantConfig homeassistant;
   WsConfig ws;
   AggregatorConfig aggregator;
+  std::vector<RuleConfig> rules;  // [[rules]], in file order
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.

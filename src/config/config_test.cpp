@@ -59,6 +59,37 @@ TEST(Config, UnknownKeysAndBadValuesNameTheKey) {
   EXPECT_NE(s.message().find("store.body"), std::string::npos) << s.message();
 }
 
+TEST(Config, RulesAreAnArrayOfTablesKeptAsJsonWithTheirLine) {
+  Config c;
+  auto s = apply_toml(c,
+                      "[hw]\nrelay_line = 5\n\n"
+                      "[[rules]]\nid = \"vent\"\nsensor = \"temp\"\nabove = 30\nclear_below = 27.5\nfor = \"1m\"\n"
+                      "on = { command = { target = \"relay\", value = \"on\" }, alert = \"hot\" }\n"
+                      "[[rules]]\nid = \"two\"\nexpr = \"a/b > 1\"\nenabled = false\n"
+                      "[rules.off]\ncommand = { target = \"led\", value = [1, 2] }\n",
+                      "r.toml");
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(c.hw.relay_line, 5u);
+  ASSERT_EQ(c.rules.size(), 2u);
+  EXPECT_EQ(c.rules[0].json,
+            R"({"above":30,"clear_below":27.5,"for":"1m","id":"vent","on":{"alert":"hot","command":{"target":"relay","value":"on"}},"sensor":"temp"})");
+  EXPECT_EQ(c.rules[0].origin, "r.toml:4");
+  EXPECT_EQ(c.rules[1].json,
+            R"({"enabled":false,"expr":"a/b > 1","id":"two","off":{"command":{"target":"led","value":[1,2]}}})");
+  EXPECT_EQ(c.rules[1].origin, "r.toml:11");
+  // The fields are the rules engine's to check; the shape is the file's.
+  Config bad;
+  s = apply_toml(bad, "[rules]\nid = \"x\"\n", "r.toml");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("[[rules]]"), std::string::npos) << s.message();
+  s = apply_toml(bad, "rules = 3\n", "r.toml");
+  EXPECT_NE(s.message().find("[[rules]]"), std::string::npos) << s.message();
+  s = apply_toml(bad, "[[rules]]\nid = \"x\"\nfor = 1979-05-27\n", "r.toml");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("rules[0].for"), std::string::npos) << s.message();
+  EXPECT_TRUE(bad.rules.empty());
+}
+
 TEST(Config, DurationsAndLists) {
   Config c;
   ASSERT_TRUE(apply_toml(c, "[collector]\ninterval = \"2s\"\n[server]\nheader_timeout = 3\ncors_origins = [\"https://a.example\"]\n", "t"));

@@ -67,12 +67,14 @@ void Collector::sample_now() {
   thermal_failing_ = !temp;
   auto led = board_.led->get();
   auto button = board_.button->get();
-  if (!temp || !led || !button) errors_.inc();
+  auto relay = board_.relay->get();
+  if (!temp || !led || !button || !relay) errors_.inc();
   auto value = [](bool ok, double v) { return ok ? v : std::nan(""); };
   append({
       core::Reading{device_id_, kCpuTemp, ts, value(temp.is_ok(), temp ? *temp : 0), "Cel", ""},
       core::Reading{device_id_, kLedState, ts, value(led.is_ok(), led && *led ? 1 : 0), "", ""},
       core::Reading{device_id_, kButtonPressed, ts, value(button.is_ok(), button && *button ? 1 : 0), "", ""},
+      core::Reading{device_id_, kRelayState, ts, value(relay.is_ok(), relay && *relay ? 1 : 0), "", ""},
   });
   samples_.inc();
 }

@@ -21,6 +21,7 @@ class CollectorTest : public ::testing::Test {
     ASSERT_TRUE(s.is_ok()) << s.status().to_string();
     store_ = std::move(s.value());
     board_.led = hw::make_sim_output();
+    board_.relay = hw::make_sim_output();
     auto button = hw::make_sim_input();
     board_.sim_button = button.get();
     board_.button = std::move(button);
@@ -53,12 +54,15 @@ TEST_F(CollectorTest, SampleStoresEverySensorWithOneTimestamp) {
   ASSERT_TRUE(board_.led->set(true));
   c.sample_now();
   ASSERT_TRUE(store_->flush());
-  auto temp = series(kCpuTemp), led = series(kLedState), button = series(kButtonPressed);
+  auto temp = series(kCpuTemp), led = series(kLedState), button = series(kButtonPressed), relay = series(kRelayState);
   ASSERT_EQ(temp.size(), 1u);
   ASSERT_EQ(led.size(), 1u);
   ASSERT_EQ(button.size(), 1u);
+  ASSERT_EQ(relay.size(), 1u);
   EXPECT_EQ(temp[0].ts, led[0].ts);
   EXPECT_EQ(temp[0].ts, button[0].ts);
+  EXPECT_EQ(temp[0].ts, relay[0].ts);
+  EXPECT_EQ(relay[0].value, 0.0);
   EXPECT_NEAR(temp[0].value, 42.0, 2.01);
   EXPECT_EQ(led[0].value, 1.0);
   EXPECT_EQ(button[0].value, 0.0);

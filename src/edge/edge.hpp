@@ -1,5 +1,5 @@
 // Edge processing: the collector that samples the board's sensors in the background, and the
-// aggregator of windowed summaries (edge/aggregator.hpp).
+// aggregator of windowed summaries (edge/aggregator.hpp) and the local rules (edge/rules.hpp).
 #pragma once
 
 #include <condition_variable>
@@ -20,8 +20,10 @@ namespace outpost::edge {
 inline constexpr const char* kCpuTemp = "cpu_temp_c";
 inline constexpr const char* kLedState = "led_state";
 inline constexpr const char* kButtonPressed = "button_pressed";
+// The relay's state, sampled like the LED's (1 on, 0 off); not one of seed 002's fields.
+inline constexpr const char* kRelayState = "relay_state";
 
-// Samples every local sensor every cfg.interval (CPU temperature, LED, button) and appends the
+// Samples every local sensor every cfg.interval (CPU temperature, LED, button, relay) and appends the
 // sample to the store, all with one timestamp, so a series holds samples only; each button
 // edge is stored as it happens as a "button" event.
 // A failed sensor read stores NaN for that sensor (shown as null) and is logged once while it

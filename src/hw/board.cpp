@@ -30,6 +30,7 @@ bool open_gpio(Board& board, const config::HwConfig& cfg) {
     return false;
   }
   board.led = std::move(parts->led);
+  board.relay = std::move(parts->relay);
   board.button = std::move(parts->button);
   return true;
 }
@@ -82,11 +83,12 @@ Board open_board(const config::HwConfig& cfg, const config::ServoConfig& servo,
     board.sim_button = button.get();
     board.button = std::move(button);
     board.led = make_sim_output();
+    board.relay = make_sim_output();
   }
   open_thermal(board, cfg, root);
   board.servo = open_servo(cfg, servo, root);
-  spdlog::info("hw: led: {}; button: {}; cpu: {}; servo: {}", board.led->describe(),
-               board.button->describe(), board.cpu->describe(), board.servo->describe());
+  spdlog::info("hw: led: {}; relay: {}; button: {}; cpu: {}; servo: {}", board.led->describe(),
+               board.relay->describe(), board.button->describe(), board.cpu->describe(), board.servo->describe());
   return board;
 }
 

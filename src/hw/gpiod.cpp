@@ -1,4 +1,4 @@
-// LED and button on a GPIO character device through libgpiod 1.6 (Debian bookworm).
+// LED, relay and button on a GPIO character device through libgpiod 1.6 (Debian bookworm).
 //
 // There is no GPIO chip on the build machines, so this file is exercised only up to the
 // failure paths of open_gpiod(); it is kept to direct libgpiod calls, with the debounce logic
@@ -243,6 +243,13 @@ core::Result<GpioParts> open_gpiod(const config::HwConfig& cfg) {
   }
   LineRequest led_req(chip, led);
 
+  gpiod_line* relay = gpiod_chip_get_line(raw, cfg.relay_line);
+  if (relay == nullptr) return failed("no such line", cfg.relay_line);
+  if (gpiod_line_request_output(relay, kConsumer, 0) < 0) {
+    return failed("cannot request as output", cfg.relay_line);
+  }
+  LineRequest relay_req(chip, relay);
+
   gpiod_line* button = gpiod_chip_get_line(raw, cfg.button_line);
   if (button == nullptr) return failed("no such line", cfg.button_line);
   // Active-low: the button shorts the line to ground, so pull it up and let the kernel invert
@@ -265,6 +272,8 @@ core::Result<GpioParts> open_gpiod(const config::HwConfig& cfg) {
   try {
     parts.led = std::make_unique<GpiodOutput>(std::move(led_req),
                                               fmt::format("gpiod {} line {}", path, cfg.led_line));
+    parts.relay = std::make_unique<GpiodOutput>(std::move(relay_req),
+                                                fmt::format("gpiod {} line {}", path, cfg.relay_line));
     parts.button =
         std::make_unique<GpiodInput>(std::move(button_req), std::move(stop), level == 1,
                                      fmt::format("gpiod {} line {}{}", path, cfg.button_line,

@@ -1,4 +1,4 @@
-// The hardware abstraction layer: the board's LED, button, CPU temperature and camera servo
+// The hardware abstraction layer: the board's LED, relay, button, CPU temperature and camera servo
 // behind small interfaces, with a Linux implementation (libgpiod 1.6 character-device API,
 // sysfs thermal, sysfs PWM) and a simulated one, so nothing outside hw/ needs a board, root or
 // a GPIO chip.
@@ -108,13 +108,14 @@ class SimInput : public DigitalInput {
   virtual void TEST_press(bool active) = 0;
 };
 
-// The parts of the board Outpost runs on. All four are always non-null after open_board().
+// The parts of the board Outpost runs on. All five are always non-null after open_board().
 struct Board {
   std::unique_ptr<DigitalOutput> led;
+  std::unique_ptr<DigitalOutput> relay;  // e.g. the greenhouse's ventilation (rules switch it)
   std::unique_ptr<DigitalInput> button;
   std::unique_ptr<Thermal> cpu;
   std::unique_ptr<Servo> servo;  // chosen on its own; see servo->describe()
-  // GPIO (led and button together) is simulated: what /api/status reports as "simulated".
+  // GPIO (led, relay and button together) is simulated: what /api/status reports as "simulated".
   // The thermal sensor is chosen on its own; see cpu->describe().
   bool simulated = true;
   // The button as a SimInput when simulated (not owned; lives as long as `button`), else null.
@@ -123,11 +124,12 @@ struct Board {
 
 // Chooses the implementations:
 //  - GPIO: libgpiod on chip cfg.gpio_chip (a device path, not under `root`), LED on output line
-//    cfg.led_line (initially off), button on input line cfg.button_line (both edges; pull-up
-//    and active-low when cfg.button_active_low, else pull-down), when !cfg.simulate and the
-//    chip path exists. Otherwise simulated. LED and button are real or simulated together: if
-//    the chip exists but cannot be opened or either line cannot be requested (permissions,
-//    line busy, not a GPIO chip), both are simulated and a warning saying why is logged.
+//    cfg.led_line and relay on output line cfg.relay_line (both initially off), button on input
+//    line cfg.button_line (both edges; pull-up and active-low when cfg.button_active_low, else
+//    pull-down), when !cfg.simulate and the chip path exists. Otherwise simulated. LED, relay
+//    and button are real or simulated together: if the chip exists but cannot be opened or any
+//    line cannot be requested (permissions, line busy, not a GPIO chip), all three are simulated
+//    and a warning saying why is logged.
 //  - Thermal: <root>/sys/class/thermal/<cfg.thermal_zone>/temp when it reads as a number now,
 //    simulated otherwise (logged at info).
 //  - Servo: sysfs PWM channel <root>/sys/class/pwm/<servo.pwm_chip>/pwm<servo.pwm_channel>
@@ -142,7 +144,7 @@ Board open_board(const config::HwConfig& cfg, const std::filesystem::path& root)
 
 // Simulated parts, for tests of other modules.
 //
-// An LED held in memory, initially off.
+// An LED or relay held in memory, initially off.
 std::unique_ptr<DigitalOutput> make_sim_output();
 // A button that is never pressed unless TEST_press says so; initially released.
 std::unique_ptr<SimInput> make_sim_input();

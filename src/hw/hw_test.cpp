@@ -393,8 +393,9 @@ TEST(OpenBoard, SimulateFlagGivesSimulatedGpioEvenWithAChipPresent) {
   cfg.gpio_chip = "/dev/null";  // exists, but is not even looked at
   Board board = open_board(cfg, root.path());
   EXPECT_TRUE(board.simulated);
-  ASSERT_TRUE(board.led && board.button && board.cpu);
+  ASSERT_TRUE(board.led && board.relay && board.button && board.cpu);
   EXPECT_EQ(board.led->describe(), "simulated");
+  EXPECT_EQ(board.relay->describe(), "simulated");
   EXPECT_EQ(board.button->describe(), "simulated");
   EXPECT_EQ(log.count(spdlog::level::warn), 0u);
   EXPECT_TRUE(log.has(spdlog::level::info, "hw.simulate"));
@@ -421,12 +422,23 @@ TEST(OpenBoard, ChipThatIsNotAGpioChipGivesSimulatedGpioAndAWarning) {
     cfg.gpio_chip = chip;
     Board board = open_board(cfg, root.path());
     EXPECT_TRUE(board.simulated) << chip;
-    ASSERT_TRUE(board.led && board.button && board.cpu);
+    ASSERT_TRUE(board.led && board.relay && board.button && board.cpu);
     EXPECT_TRUE(log.has(spdlog::level::warn, chip)) << chip;
     EXPECT_TRUE(log.has(spdlog::level::warn, "cannot open as a GPIO chip")) << chip;
     EXPECT_TRUE(board.led->set(true).is_ok());
     EXPECT_TRUE(*board.led->get());
   }
+}
+
+TEST(OpenBoard, SimulatedRelayIsItsOwnOutputStartingOff) {
+  TempDir root;
+  Board board = open_board(sim_config(), root.path());
+  ASSERT_TRUE(board.relay);
+  EXPECT_FALSE(*board.relay->get());
+  ASSERT_TRUE(board.relay->set(true));
+  EXPECT_TRUE(*board.relay->get());
+  EXPECT_FALSE(*board.led->get());  // not the LED
+  EXPECT_FALSE(*board.relay->toggle());
 }
 
 TEST(OpenBoard, SimulatedButtonCanBePressedThroughTheBoard) {

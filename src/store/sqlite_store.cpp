@@ -136,6 +136,12 @@ constexpr const char* kPutDevice =
     "INSERT INTO devices (id, doc, updated) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated = excluded.updated";
 constexpr const char* kLoadDevices = "SELECT id, doc, updated FROM devices ORDER BY id";
+constexpr const char* kPutRule =
+    "INSERT INTO rules (id, doc, source, updated) VALUES (?1, ?2, ?3, ?4)"
+    " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, source = excluded.source, updated = excluded.updated";
+constexpr const char* kDeleteRule = "DELETE FROM rules WHERE id = ?1";
+constexpr const char* kDeleteConfigRules = "DELETE FROM rules WHERE source = 'config'";
+constexpr const char* kLoadRules = "SELECT id, doc, source, updated FROM rules ORDER BY id";
 constexpr const char* kFindKey =
     "SELECT id, name, scope, hash, created, revoked FROM keys WHERE id = ?1";
 constexpr const char* kListKeys =
@@ -572,6 +578,59 @@ class SqliteStore final : public Store {
       out.push_back({s->text(0), s->text(1), core::from_micros(s->int64(2))});
     }
     if (rc != SQLITE_DONE) return (*lease)->error(rc, "load devices");
+    return out;
+  }
+
+  Status put_rule(const StoredRule& r) override {
+    if (r.id.empty()) return Status::invalid("a rule needs an id");
+    if (r.source != "config" && r.source != "api") return Status::invalid("a rule's source is config or api");
+    return run_on_writer([&] { return write_txn([&](Db& db) { return put_rule_in(db, r); }); });
+  }
+
+  Status delete_rule(const std::string& id) override {
+    bool found = false;
+    Status s = run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(kDeleteRule);
+        if (!st) return st.status();
+        (*st)->bind_text(1, id);
+        if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, "delete rule");
+        found = db.changes() > 0;
+        return Status::ok();
+      });
+    });
+    if (s && !found) return Status::not_found(fmt::format("no rule '{}'", id));
+    return s;
+  }
+
+  Status replace_config_rules(const std::vector<StoredRule>& rules) override {
+    for (const auto& r : rules) {
+      if (r.id.empty()) return Status::invalid("a rule needs an id");
+    }
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        if (auto s = db.exec(kDeleteConfigRules); !s) return s;
+        for (auto r : rules) {
+          r.source = "config";
+          if (auto s = put_rule_in(db, r); !s) return s;
+        }
+        return Status::ok();
+      });
+    });
+  }
+
+  Result<std::vector<StoredRule>> load_rules() const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kLoadRules);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    std::vector<StoredRule> out;
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) {
+      out.push_back({s->text(0), s->text(1), s->text(2), core::from_micros(s->int64(3))});
+    }
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "load rules");
     return out;
   }
 
@@ -1469,6 +1528,19 @@ class SqliteStore final : public Store {
       return s;
     }
     return finish(txn);
+  }
+
+  // One rule row, inside a write transaction.
+  static Status put_rule_in(Db& db, const StoredRule& r) {
+    auto st = db.prepare(kPutRule);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, r.id);
+    s->bind_text(2, r.doc);
+    s->bind_text(3, r.source);
+    s->bind(4, core::to_micros(r.updated));
+    if (int rc = s->step(); rc != SQLITE_DONE) return db.error(rc, "put rule");
+    return Status::ok();
   }
 
   void start_retention_pass() {

@@ -87,6 +87,16 @@ struct StoredDevice {
   core::TimePoint updated;
 };
 
+// A local rule as stored: its id, its JSON document (edge/rules owns the shape; the store does
+// not parse it), where it came from ("config": the configuration file, rewritten at every start;
+// "api": POST/PUT /api/rules) and when it was last written.
+struct StoredRule {
+  std::string id;
+  std::string doc;
+  std::string source;
+  core::TimePoint updated;
+};
+
 // Readings of one series grouped in buckets of `width` (aligned to the epoch): count, mean,
 // min and max of the numeric readings in each.
 struct Bucket {
@@ -250,6 +260,16 @@ class Store {
   // before), and every stored device. An empty id is Status::invalid.
   virtual core::Status put_devices(const std::vector<StoredDevice>& devices) = 0;
   virtual core::Result<std::vector<StoredDevice>> load_devices() const = 0;
+
+  // Rules: synchronous like the device writes (committed on return, after what was queued
+  // before). put_rule inserts or replaces by id (invalid: an empty id, or a source other than
+  // "config" or "api"). delete_rule: not_found when there is none. replace_config_rules deletes
+  // every rule whose source is "config" and puts `rules` (each with source "config", replacing
+  // an "api" rule of the same id), in one transaction. load_rules: all of them, by id.
+  virtual core::Status put_rule(const StoredRule& rule) = 0;
+  virtual core::Status delete_rule(const std::string& id) = 0;
+  virtual core::Status replace_config_rules(const std::vector<StoredRule>& rules) = 0;
+  virtual core::Result<std::vector<StoredRule>> load_rules() const = 0;
 
   // Returns when everything queued before the call has been committed or has failed (failures
   // are reported to the `done` callbacks; flush itself only fails if the store is closed).

@@ -849,6 +849,8 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
   EXPECT_TRUE(store->load_devices()->empty());
   // ...and the summaries table.
   EXPECT_TRUE(store->query_summaries({})->empty());
+  // ...and version 5's rules table.
+  EXPECT_TRUE(store->load_rules()->empty());
   store->close();
 
   // Migrated once: a second open changes nothing.
@@ -1492,6 +1494,60 @@ TEST_F(StoreTest, DevicesUpsertAndLoadAcrossReopen) {
   EXPECT_EQ((*devices)[1].id, "b");
   EXPECT_EQ((*devices)[1].doc, R"({"v":3})");
   EXPECT_EQ(core::to_micros((*devices)[1].updated), kBase + kSecond);
+}
+
+TEST_F(StoreTest, RulesPutDeleteLoadAcrossReopen) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->load_rules()->empty());
+  ASSERT_TRUE(store->put_rule({"vent", R"({"v":1})", "api", core::from_micros(kBase)}));
+  ASSERT_TRUE(store->put_rule({"alarm", R"({"v":2})", "api", core::from_micros(kBase)}));
+  ASSERT_TRUE(store->put_rule({"vent", R"({"v":3})", "api", core::from_micros(kBase + kSecond)}));  // replaces
+  EXPECT_EQ(store->put_rule({"", "{}", "api", core::from_micros(kBase)}).code(), Code::kInvalid);
+  EXPECT_EQ(store->put_rule({"x", "{}", "cloud", core::from_micros(kBase)}).code(), Code::kInvalid);
+  ASSERT_TRUE(store->delete_rule("alarm"));
+  EXPECT_EQ(store->delete_rule("alarm").code(), Code::kNotFound);
+  EXPECT_EQ(store->delete_rule("never").code(), Code::kNotFound);
+  store->close();
+  store = open();
+  ASSERT_TRUE(store);
+  auto rules = store->load_rules();
+  ASSERT_TRUE(rules.is_ok()) << rules.status().to_string();
+  ASSERT_EQ(rules->size(), 1u);
+  EXPECT_EQ((*rules)[0].id, "vent");
+  EXPECT_EQ((*rules)[0].doc, R"({"v":3})");
+  EXPECT_EQ((*rules)[0].source, "api");
+  EXPECT_EQ(core::to_micros((*rules)[0].updated), kBase + kSecond);
+}
+
+TEST_F(StoreTest, ConfigRulesAreReplacedAsAWholeAndWinOverAnApiRuleOfTheSameId) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->put_rule({"mine", "{}", "api", core::from_micros(kBase)}));
+  ASSERT_TRUE(store->put_rule({"clash", R"({"api":true})", "api", core::from_micros(kBase)}));
+  // The first start's config rules (the source given is ignored: they are config rules).
+  ASSERT_TRUE(store->replace_config_rules({{"a", "{}", "api", core::from_micros(kBase)},
+                                           {"b", "{}", "config", core::from_micros(kBase)},
+                                           {"clash", R"({"config":true})", "config", core::from_micros(kBase)}}));
+  auto rules = store->load_rules();
+  ASSERT_TRUE(rules.is_ok());
+  std::vector<std::string> got;
+  for (const auto& r : *rules) got.push_back(r.id + "=" + r.source);
+  EXPECT_EQ(got, (std::vector<std::string>{"a=config", "b=config", "clash=config", "mine=api"}));
+  EXPECT_EQ((*rules)[2].doc, R"({"config":true})");
+  // The next start's file dropped a and clash: they go; the API rule stays.
+  ASSERT_TRUE(store->replace_config_rules({{"b", R"({"v":2})", "config", core::from_micros(kBase)}}));
+  got.clear();
+  rules = store->load_rules();
+  ASSERT_TRUE(rules.is_ok());
+  for (const auto& r : *rules) got.push_back(r.id + "=" + r.source);
+  EXPECT_EQ(got, (std::vector<std::string>{"b=config", "mine=api"}));
+  // A failing store changes nothing.
+  store->TEST_fail_writes(true);
+  EXPECT_FALSE(store->replace_config_rules({}));
+  EXPECT_FALSE(store->put_rule({"c", "{}", "api", core::from_micros(kBase)}));
+  store->TEST_fail_writes(false);
+  EXPECT_EQ(store->load_rules()->size(), 2u);
 }
 
 TEST_F(StoreTest, BucketsGiveCountMeanMinMaxPerAlignedWindow) {

@@ -120,10 +120,11 @@ def test_config_check_accepts_the_example_file():
 
 
 def test_example_file_with_every_setting_uncommented_is_valid(tmp_path):
-    """The example shows every key with its default: uncommented, they must all be accepted."""
+    """The example shows every key with its default: uncommented, they must all be accepted (and
+    so must its [[rules]] example, the greenhouse, which comes last)."""
     lines, uncommented = [], 0
     for line in EXAMPLE.read_text().splitlines():
-        m = re.match(r"^# ?([a-z_]+ = .+)$", line)
+        m = re.match(r"^# ?([a-z_]+ = .+|\[\[[a-z_]+\]\])$", line)
         if m:
             lines.append(m.group(1))
             uncommented += 1
@@ -131,8 +132,10 @@ def test_example_file_with_every_setting_uncommented_is_valid(tmp_path):
             lines.append(line)
     assert uncommented >= 20, f"only {uncommented} settings found in the example"
     cfg = write_toml(tmp_path, "\n".join(lines) + "\n")
-    listen, data_dir = ok_line(config_check("--config", str(cfg)))
+    proc = config_check("--config", str(cfg))
+    listen, data_dir = ok_line(proc)
     assert (listen, data_dir) == ("127.0.0.1:8080", "./var")
+    assert "1 rule(s)" in proc.stdout, proc.stdout
 
 
 BAD_TOML = [
@@ -157,6 +160,11 @@ BAD_TOML = [
     ('[store]\nsynchronous = "sometimes"\n', "store.synchronous"),
     ("server = 5\n", "server"),
     ("[server.extra]\nx = 1\n", "server.extra"),
+    ('[rules]\nid = "x"\n', "[[rules]]"),
+    ('[[rules]]\nid = "x"\nsensor = "t"\nabove = 30\nclear_below = 40\non = { alert = "a" }\n', "rules[0].clear_below"),
+    ('[[rules]]\nid = "x"\nsensor = "t"\nabove = 30\nfor = "soon"\non = { alert = "a" }\n', "rules[0].for"),
+    ('[[rules]]\nid = "x"\nexpr = "t >> 3"\non = { alert = "a" }\n', "rules[0].expr"),
+    ('[[rules]]\nid = "x"\nsensor = "t"\nabove = 30\non = { alert = "a" }\nsensr = "t"\n', "rules[0].sensr"),
 ]
 
 

@@ -12,10 +12,11 @@ namespace outpost::hw::detail {
 
 struct GpioParts {
   std::unique_ptr<DigitalOutput> led;
+  std::unique_ptr<DigitalOutput> relay;
   std::unique_ptr<DigitalInput> button;
 };
 
-// Opens cfg.gpio_chip with libgpiod and requests the LED and button lines (consumer
+// Opens cfg.gpio_chip with libgpiod and requests the LED, relay and button lines (consumer
 // "outpost"). All or nothing: on any failure, everything acquired so far is released and the
 // error says which step failed and why (Status::unavailable).
 core::Result<GpioParts> open_gpiod(const config::HwConfig& cfg);

@@ -127,6 +127,16 @@ CREATE INDEX summaries_by_device ON summaries (device, period_start, sensor);
 CREATE INDEX summaries_by_start ON summaries (period_start, device, sensor);
 CREATE INDEX summaries_pending_handoff ON summaries (period_start, device, sensor) WHERE handoff = 1;
 )sql"},
+    // Version 5: local rules, one JSON document each (edge/rules owns its shape), from the config
+    // file (rewritten at every start) or the API.
+    {5, R"sql(
+CREATE TABLE rules (
+  id      TEXT PRIMARY KEY,
+  doc     TEXT NOT NULL,
+  source  TEXT NOT NULL CHECK (source IN ('config', 'api')),
+  updated INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
