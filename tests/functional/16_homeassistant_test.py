@@ -153,7 +153,7 @@ def home(broker, server):
 
 
 def test_discovery_configs_are_retained_and_have_what_home_assistant_requires(server, home):
-    wait_for(lambda: len(home.configs()) >= 4, 10, "four discovery configs")
+    wait_for(lambda: len(home.configs()) >= 5, 10, "five discovery configs")
     configs = home.configs()
     by_object = {}
     for topic, (config, retain) in configs.items():
@@ -161,18 +161,21 @@ def test_discovery_configs_are_retained_and_have_what_home_assistant_requires(se
         component = check_discovery(topic, config)
         by_object[topic.split("/")[3]] = (component, config)
     assert {k: v[0] for k, v in by_object.items()} == {
-        "cpu_temp_c": "sensor", "button_pressed": "binary_sensor", "led": "switch", "servo": "number"}
+        "cpu_temp_c": "sensor", "button_pressed": "binary_sensor", "led": "switch", "relay": "switch",
+        "servo": "number"}
     cpu = by_object["cpu_temp_c"][1]
     assert (cpu["device_class"], cpu["unit_of_measurement"], cpu["state_class"]) == ("temperature", "°C", "measurement")
     assert cpu["state_topic"] == f"{BASE}/cpu_temp_c/state"
     led = by_object["led"][1]
     assert led["command_topic"] == f"{BASE}/led/set"
     assert (led["payload_on"], led["payload_off"]) == ("ON", "OFF")
+    relay = by_object["relay"][1]  # the greenhouse's ventilation relay (hw.relay_line)
+    assert (relay["command_topic"], relay["state_topic"]) == (f"{BASE}/relay/set", f"{BASE}/relay/state")
     servo = by_object["servo"][1]
     assert (servo["min"], servo["max"], servo["command_topic"]) == (-90, 90, f"{BASE}/servo/set")
     # One device for all of them, and a unique id each.
     assert len({json.dumps(c["device"], sort_keys=True) for _, c in by_object.values()}) == 1
-    assert len({c["unique_id"] for _, c in by_object.values()}) == 4
+    assert len({c["unique_id"] for _, c in by_object.values()}) == 5
     device = cpu["device"]
     assert device["name"] == DEVICE
     assert device["manufacturer"] == "Outpost"
