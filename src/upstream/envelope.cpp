@@ -127,7 +127,6 @@ std::string event_body(const core::Event& e) {
   nlohmann::ordered_json j = {{"device", e.device}, {"kind", e.kind}, {"time", core::format_iso8601(e.ts)}};
   auto payload = json::parse(e.payload, nullptr, false);
   j["payload"] = payload.is_discarded() ? json(e.payload) : payload;
-  if (e.id > 0) j["event_id"] = e.id;
   return j.dump();
 }
 

@@ -51,8 +51,8 @@ core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestina
 // The JSON envelope of `batch` (JSON messages only) from `source`.
 std::string envelope(std::string_view source, std::span<const Message> batch);
 
-// The body of an event's outbox message: {"device", "kind", "time", "payload", "event_id"}
-// ("event_id" only when the event has one).
+// The body of an event's outbox message: {"device", "kind", "time", "payload"}. (Not the local
+// event id: the message is built before the transaction that gives the event its id.)
 std::string event_body(const core::Event& e);
 
 // A POST /api/ingest request, checked: the source and the items to store. Readings come from
@@ -87,6 +87,14 @@ struct DestinationStatus {
   std::optional<core::TimePoint> last_error_at, next_attempt, last_delivered_at;
 };
 
+// Producers call offer() (a message of any kind: a summary, an alert that is not an event, a
+// snapshot) or record_event() (an event, and its message in the same transaction); the kinds a
+// destination takes come from its config, so a producer never names a destination. A JSON body
+// should be an object with "device" and "time" (a summary may give "period_end" instead): that is
+// what a hub's POST /api/ingest needs to store it (parse_ingest above).
+//
+// Thread safety: every member may be called from any thread; start() and stop() not concurrently
+// with each other.
 class Outbox {
  public:
   // Builds a sink per destination with `sinks`; fails naming the destination when one cannot be
@@ -110,11 +118,12 @@ class Outbox {
   // Whether some destination takes messages of this kind.
   bool wants(std::string_view kind) const;
 
-  // Commits one message per destination that takes `kind`, then calls `done` (on the store's
-  // writer thread: keep it short). `done` gets ok when every such destination stored it (also
-  // when none takes the kind: nothing to do), busy naming the destinations that refused it (their
-  // cap under refuse_new, or larger than their max_bytes; the others have it), or the store's
-  // error (nothing was stored). `done` may be empty.
+  // Commits one message per destination that takes `kind` (under one new id), then calls `done`
+  // (on the store's writer thread: keep it short); the producer may forget the message once
+  // `done` said ok. Never waits for a destination. `done` gets ok when every such destination
+  // stored it (also when none takes the kind: nothing to do), busy naming the destinations that
+  // refused it (their cap under refuse_new, or larger than their max_bytes; the others have it),
+  // or the store's error (nothing was stored). `done` may be empty.
   using Done = std::function<void(core::Status)>;
   void offer(std::string kind, std::string content_type, std::string body, Done done);
 
