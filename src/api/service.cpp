@@ -63,6 +63,8 @@ Response health(Deps& d) {
             {"hardware", hardware},
             {"camera", camera}};
   if (d.hub_health) j["hub"] = d.hub_health();
+  // Shown, not judged: an upstream that is down is what the outbox is for, not ill health.
+  if (d.outbox) j["upstream"] = upstream_health(*d.outbox);
   return Response::json(j, store.ok ? 200 : 503);
 }
 
