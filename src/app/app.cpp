@@ -35,6 +35,7 @@
 #include "hw/hw.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
+#include "upstream/upstream.hpp"
 
 extern char** environ;
 
@@ -221,6 +222,22 @@ core::Status command_board(hw::Board& board, const hub::Command& c, hub::Deliver
   return core::Status::invalid(fmt::format("this board has no '{}': its actuators are led (state) and servo (angle)", c.target));
 }
 
+// The transports of upstream destinations: the one place where a URL scheme maps to a Sink.
+// HTTP(S) (plain destinations and other Outpost hubs) is upstream/'s own; mqtt:// and mqtts://
+// are for the MQTT upstream sink, which this build does not have yet: such a destination stops
+// start-up rather than being ignored. (config/ has already checked the scheme is one of the four.)
+upstream::SinkFactory upstream_sinks(const std::string& device_id) {
+  return [device_id](const config::UpstreamDestination& d) -> core::Result<std::unique_ptr<upstream::Sink>> {
+    auto url = config::parse_url(d.url);
+    std::string scheme = url ? url->scheme : "";
+    if (scheme == "http" || scheme == "https") return upstream::make_http_sink(d, device_id);
+    return core::Status::unavailable(
+        fmt::format("{}:// destinations need the MQTT upstream, which this build of outpost does not include; "
+                    "use an http(s):// destination or remove this one",
+                    scheme));
+  };
+}
+
 int serve(const ConfigFlags& flags) {
   // Signals are taken by one thread with sigwait, so they are blocked everywhere else: before
   // any thread starts (spdlog's flusher, the store's writer), which inherit the mask.
@@ -279,10 +296,15 @@ int serve(const ConfigFlags& flags) {
   auth.attach_tokens(tokens);
   auth::LoginLimiter limiter(cfg.auth);
 
-  // Every event is stored, then, once committed (with its id), published on the bus.
-  store::Store* store_ptr = store->get();
-  auto record_event = [store_ptr, &bus](core::Event e) {
-    store_ptr->append_event(e, [&bus, e](core::Result<int64_t> id) mutable {
+  // Everything that leaves the device goes through the outbox: committed first, then delivered.
+  auto outbox_r = upstream::Outbox::create(cfg.upstream, device_id, **store, metrics, upstream_sinks(device_id));
+  if (!outbox_r) return fail(outbox_r.status());
+  upstream::Outbox* outbox = outbox_r->get();
+
+  // Every event is stored (with its outbox message, in the same transaction, when a destination
+  // takes its kind), then, once committed (with its id), published on the bus.
+  auto record_event = [outbox, &bus](core::Event e) {
+    outbox->record_event(e, [&bus, e](core::Result<int64_t> id) mutable {
       if (!id) return;  // the store logs and counts write failures
       e.id = *id;
       bus.publish(e);
@@ -371,6 +393,8 @@ int serve(const ConfigFlags& flags) {
       if (frame && !e.ended) {
         auto name = snapshots.save(*frame);
         if (name) payload["snapshot"] = *name;
+        // The outbox keeps its own copy: the file may go to snapshot retention before delivery.
+        if (outbox->wants("snapshot")) outbox->offer("snapshot", "image/jpeg", frame->data, nullptr);
       }
       record_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()});
     });
@@ -410,6 +434,14 @@ int serve(const ConfigFlags& flags) {
                    boost::asio::post(blocking, std::move(fn));
                  },
                  .hub = &hub};
+  deps.on_snapshot_saved = [outbox, &snapshots](const std::string& name) {
+    if (!outbox->wants("snapshot")) return;
+    auto bytes = snapshots.read(name);
+    if (!bytes) return spdlog::warn("upstream: snapshot {} not offered: {}", name, bytes.status().to_string());
+    outbox->offer("snapshot", "image/jpeg", std::move(*bytes), nullptr);
+  };
+  deps.outbox = outbox;
+  deps.publish_event = [&bus](const core::Event& e) { bus.publish(e); };
   // Live events over WebSocket: GET /ws, and a handshake on / for seed 004's browser client.
   ws::Server live(ws::Deps{.cfg = cfg.ws,
                            .bus = bus,
@@ -447,6 +479,7 @@ int serve(const ConfigFlags& flags) {
   api::register_seed000_routes(router, deps);
   api::register_camera_routes(router, deps);
   api::register_device_hub_routes(router, deps);
+  api::register_upstream_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
@@ -455,6 +488,7 @@ int serve(const ConfigFlags& flags) {
     return fail(bound.status());
   }
   collector.start();
+  outbox->start();
   if (cam) {
     cam->start();
     spdlog::info("camera: {}", cam->health().source);
@@ -490,6 +524,7 @@ int serve(const ConfigFlags& flags) {
   if (udp) udp->stop();
   blocking.join();
   collector.stop();
+  outbox->stop();  // a delivery in progress finishes (at most its timeout); the rest waits in the store
   hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();
