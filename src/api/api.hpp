@@ -17,6 +17,7 @@
 #include "hub/hub.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
+#include "upstream/upstream.hpp"
 
 namespace outpost::api {
 
@@ -78,6 +79,10 @@ struct Deps {
   edge::Aggregator* aggregator = nullptr;
   // The local rules; null when there is no hub.
   edge::RuleEngine* rules = nullptr;
+  // The upstream outbox (GET /api/outbox, dead letters, /api/health); null when off.
+  upstream::Outbox* outbox = nullptr;
+  // Publishes an event already stored (those POST /api/ingest stored) on the bus.
+  std::function<void(const core::Event&)> publish_event;
 };
 
 // GET /api/status, GET /api/readings, POST /api/led.
@@ -106,6 +111,12 @@ void register_summary_routes(http::Router& router, Deps& deps);
 
 // Seed 000: /motion, /face, /angle, /video_feed, /stream, /snapshot, /signup, /login.
 void register_seed000_routes(http::Router& router, Deps& deps);
+// GET /api/outbox, GET/DELETE /api/outbox/dead, POST /api/outbox/dead/retry (when deps.outbox is
+// set), and POST /api/ingest (the hub's door for other Outposts).
+void register_upstream_routes(http::Router& router, Deps& deps);
+// The upstream part of /api/health: totals and per destination pending, dead letters, dropped,
+// refused, the last error.
+nlohmann::json upstream_health(const upstream::Outbox& outbox);
 // GET /api/events, GET/DELETE /api/snapshots[/{name}].
 void register_camera_routes(http::Router& router, Deps& deps);
 

@@ -114,7 +114,7 @@ Response list_devices(Deps& d, Request& req) {
   if (auto v = req.query_param("type")) f.sensor_type = *v;
   if (auto v = req.query_param("transport")) {
     f.transport = core::parse_transport(*v);
-    if (!f.transport) return bad_param("transport", fmt::format("transport must be local, udp or mqtt, got '{}'", *v));
+    if (!f.transport) return bad_param("transport", fmt::format("transport must be local, udp, mqtt or edge, got '{}'", *v));
   }
   if (auto v = req.query_param("online")) {
     if (*v != "true" && *v != "false") return bad_param("online", fmt::format("online must be true or false, got '{}'", *v));
@@ -254,7 +254,7 @@ void register_device_hub_routes(http::Router& router, Deps& deps) {
                         {"properties",
                          {{"id", {{"type", "string"}}},
                           {"name", {{"type", "string"}}},
-                          {"transport", {{"type", "string"}, {"enum", {"local", "udp", "mqtt"}}}},
+                          {"transport", {{"type", "string"}, {"enum", {"local", "udp", "mqtt", "edge"}}}},
                           {"address", {{"type", {"string", "null"}}}},
                           {"online", {{"type", "boolean"}}},
                           {"first_seen", {{"type", "string"}, {"format", "date-time"}}},
@@ -283,7 +283,7 @@ void register_device_hub_routes(http::Router& router, Deps& deps) {
                               "`near`, nearest first by great-circle distance.",
                .tag = "devices",
                .params = {{"type", "query", "Devices with a sensor of this type (its attributes.type or id)"},
-                          {"transport", "query", "local, udp or mqtt"},
+                          {"transport", "query", "local, udp, mqtt or edge (devices of another Outpost, via POST /api/ingest)"},
                           {"online", "query", "true or false", {{"type", "boolean"}}},
                           {"near", "query", "lat,lon,radius: within radius metres of the point"},
                           {"bbox", "query", "minLon,minLat,maxLon,maxLat (degrees)"},

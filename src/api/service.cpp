@@ -70,6 +70,8 @@ Response health(Deps& d) {
     j["summaries"] = {{"enabled", d.cfg.aggregator.summaries}, {"open_windows", st.open_windows},
                       {"series", st.series}, {"produced", st.summaries}, {"late_readings", st.late}};
   }
+  // Shown, not judged: an upstream that is down is what the outbox is for, not ill health.
+  if (d.outbox) j["upstream"] = upstream_health(*d.outbox);
   return Response::json(j, store.ok ? 200 : 503);
 }
 

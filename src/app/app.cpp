@@ -16,6 +16,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -36,6 +38,7 @@
 #include "hw/hw.hpp"
 #include "store/store.hpp"
 #include "sysinfo/sysinfo.hpp"
+#include "upstream/upstream.hpp"
 
 extern char** environ;
 
@@ -277,6 +280,32 @@ core::Result<std::unique_ptr<mqtt::HomeAssistant>> start_home_assistant(const co
   return ha;
 }
 
+// The transports of upstream destinations: the one place where a URL scheme maps to a Sink.
+// HTTP(S) (plain destinations and other Outpost hubs) is upstream/'s own; mqtt:// and mqtts://
+// are for the MQTT upstream sink, which this build does not have yet: such a destination stops
+// start-up rather than being ignored. (config/ has already checked the scheme is one of the four.)
+upstream::SinkFactory upstream_sinks(const std::string& device_id, const config::MqttConfig& mqtt_cfg,
+                                     core::Registry& metrics) {
+  return [device_id, mqtt_cfg, &metrics](const config::UpstreamDestination& d)
+             -> core::Result<std::unique_ptr<upstream::Sink>> {
+    auto url = config::parse_url(d.url);
+    std::string scheme = url ? url->scheme : "";
+    if (scheme == "http" || scheme == "https") return upstream::make_http_sink(d, device_id);
+    if (scheme == "mqtt" || scheme == "mqtts") {
+      // Its own connection, with [mqtt]'s keepalive and reconnect backoff and the destination's
+      // broker, credentials and CA.
+      config::MqttConfig broker = mqtt_cfg;
+      broker.url = fmt::format("{}://{}:{}", url->scheme, url->host, url->port);
+      broker.username = d.username;
+      broker.password = d.password;
+      broker.ca_file = d.ca_file;
+      std::string client_id = d.client_id.empty() ? fmt::format("outpost-{}-{}", device_id, d.name) : d.client_id;
+      return mqtt::make_upstream_sink(broker, d.topic, 1, std::move(client_id), metrics);
+    }
+    return core::Status::invalid(fmt::format("unknown scheme '{}'", scheme));
+  };
+}
+
 int serve(const ConfigFlags& flags) {
   // Signals are taken by one thread with sigwait, so they are blocked everywhere else: before
   // any thread starts (spdlog's flusher, the store's writer), which inherit the mask.
@@ -335,10 +364,15 @@ int serve(const ConfigFlags& flags) {
   auth.attach_tokens(tokens);
   auth::LoginLimiter limiter(cfg.auth);
 
-  // Every event is stored, then, once committed (with its id), published on the bus.
-  store::Store* store_ptr = store->get();
-  auto record_event = [store_ptr, &bus](core::Event e) {
-    store_ptr->append_event(e, [&bus, e](core::Result<int64_t> id) mutable {
+  // Everything that leaves the device goes through the outbox: committed first, then delivered.
+  auto outbox_r = upstream::Outbox::create(cfg.upstream, device_id, **store, metrics, upstream_sinks(device_id, cfg.mqtt, metrics));
+  if (!outbox_r) return fail(outbox_r.status());
+  upstream::Outbox* outbox = outbox_r->get();
+
+  // Every event is stored (with its outbox message, in the same transaction, when a destination
+  // takes its kind), then, once committed (with its id), published on the bus.
+  auto record_event = [outbox, &bus](core::Event e) {
+    outbox->record_event(e, [&bus, e](core::Result<int64_t> id) mutable {
       if (!id) return;  // the store logs and counts write failures
       e.id = *id;
       bus.publish(e);
@@ -357,9 +391,38 @@ int serve(const ConfigFlags& flags) {
   if (cfg.aggregator.summaries) {
     hub.add_readings_observer([&aggregator](const std::vector<core::Reading>& rs) { aggregator.observe(rs); });
   }
-  // Upstream: aggregator.set_handoff(fn) gives fn every committed summary batch once; fn enqueues
-  // them in the outbox (message id core::summary_id, body core::summary_json) and calls its
-  // `done` after the outbox's commit. Set it here, before start().
+  // Upstream: every committed summary becomes an outbox message (id core::summary_id, so one
+  // handed over again after a crash is recognised), and the aggregator marks it handed off once
+  // the outbox committed them all. A summary a destination refuses (its cap under refuse_new) is
+  // the policy the operator chose, counted by the outbox: handed off too; a store error is
+  // retried by the aggregator.
+  if (cfg.aggregator.summaries && outbox->wants("summary")) {
+    aggregator.set_handoff([outbox](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
+      struct Join {
+        std::mutex mu;
+        size_t left;
+        core::Status first_error = core::Status::ok();
+        std::function<void(core::Status)> done;
+      };
+      auto join = std::make_shared<Join>();
+      join->left = xs.size();
+      join->done = std::move(done);
+      if (xs.empty()) return join->done(core::Status::ok());
+      for (const auto& x : xs) {
+        outbox->offer(
+            "summary", "application/json", core::summary_json(x).dump(),
+            [join](core::Status st) {
+              std::unique_lock lk(join->mu);
+              if (!st && st.code() != core::Code::kBusy && join->first_error) join->first_error = st;
+              if (--join->left > 0) return;
+              auto result = join->first_error;
+              lk.unlock();
+              join->done(result);
+            },
+            core::summary_id(x));
+      }
+    });
+  }
   if (auto s = aggregator.start(); !s) spdlog::warn("aggregator: {}", s.to_string());
   // Home Assistant (made before the board's first report: readings observers come first).
   std::unique_ptr<mqtt::HomeAssistant> home_assistant;
@@ -390,8 +453,8 @@ int serve(const ConfigFlags& flags) {
       .hub = hub, .store = **store, .metrics = metrics, .record_event = record_event, .board = device_id});
   if (auto s = rules.load(cfg.rules); !s) return fail(s);
   hub.add_readings_observer([&rules](const std::vector<core::Reading>& rs) { rules.on_readings(rs); });
-  // TODO(lead): rules.on_alert(...) to the upstream outbox once it is merged: alerts then leave
-  // the device durably; the rules themselves never wait for it.
+  // Alerts are "alert" events: record_event stores them with their outbox message in one
+  // transaction, so they go upstream to every destination that takes "alert".
   rules.start();
   // FIWARE devices over UDP (seed 004): packets feed the hub; commands and forwards go back
   // from the same socket, so a device behind NAT hears them on the port it talks from.
@@ -456,6 +519,8 @@ int serve(const ConfigFlags& flags) {
       if (frame && !e.ended) {
         auto name = snapshots.save(*frame);
         if (name) payload["snapshot"] = *name;
+        // The outbox keeps its own copy: the file may go to snapshot retention before delivery.
+        if (outbox->wants("snapshot")) outbox->offer("snapshot", "image/jpeg", frame->data, nullptr);
       }
       record_event(core::Event{0, e.ended ? e.end : e.start, device_id, "motion", payload.dump()});
     });
@@ -497,6 +562,14 @@ int serve(const ConfigFlags& flags) {
                  .hub = &hub,
                  .aggregator = &aggregator,
                  .rules = &rules};
+  deps.on_snapshot_saved = [outbox, &snapshots](const std::string& name) {
+    if (!outbox->wants("snapshot")) return;
+    auto bytes = snapshots.read(name);
+    if (!bytes) return spdlog::warn("upstream: snapshot {} not offered: {}", name, bytes.status().to_string());
+    outbox->offer("snapshot", "image/jpeg", std::move(*bytes), nullptr);
+  };
+  deps.outbox = outbox;
+  deps.publish_event = [&bus](const core::Event& e) { bus.publish(e); };
   // Live events over WebSocket: GET /ws, and a handshake on / for seed 004's browser client.
   ws::Server live(ws::Deps{.cfg = cfg.ws,
                            .bus = bus,
@@ -543,6 +616,7 @@ int serve(const ConfigFlags& flags) {
   api::register_device_hub_routes(router, deps);
   api::register_summary_routes(router, deps);
   api::register_rule_routes(router, deps);
+  api::register_upstream_routes(router, deps);
 
   http::Server server(cfg.server, cfg.log, router, auth, metrics);
   auto bound = server.start();
@@ -551,6 +625,7 @@ int serve(const ConfigFlags& flags) {
     return fail(bound.status());
   }
   collector.start();
+  outbox->start();
   if (cam) {
     cam->start();
     spdlog::info("camera: {}", cam->health().source);
@@ -594,6 +669,7 @@ int serve(const ConfigFlags& flags) {
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (void)aggregator.stop();
   rules.stop();
+  outbox->stop();  // a delivery in progress finishes (at most its timeout); the rest waits in the store
   hub.save();  // the devices changed since the last save
   if (auto s = (*store)->flush(); !s) spdlog::error("store flush at exit: {}", s.to_string());
   (*store)->close();

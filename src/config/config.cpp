@@ -265,6 +265,8 @@ const std::vector<KeyDef>& defs() {
                            FIELD(store.synchronous), {"normal", "full"}));
     v.push_back(duration_key({"store", "summaries_max_age", "duration", "retention: windowed summaries older than this are deleted"},
                              FIELD(store.summaries_max_age), ms(60'000), hours(24 * 365 * 100)));
+    v.push_back(int_key<size_t>({"store", "max_size", "integer", "bytes the database may grow to; 0 = no limit but the disk's"},
+                                FIELD(store.max_size), 0, int64_t(1) << 46));
     v.push_back(bool_key({"hw", "simulate", "boolean", "force simulated hardware"}, FIELD(hw.simulate)));
     v.push_back(string_key({"hw", "gpio_chip", "string", "GPIO chip device; if absent, GPIO is simulated"},
                            FIELD(hw.gpio_chip), {}, false));
@@ -416,6 +418,10 @@ const std::vector<KeyDef>& defs() {
     v.push_back(duration_map_key({"edge", "summary_windows", "duration map",
                                   "per-sensor windows: \"sensor\" or \"device/sensor\" = duration; name=duration,... in flags"},
                                  FIELD(aggregator.summary_windows), ms(1'000), hours(24)));
+    v.push_back(duration_key({"upstream", "backoff_initial", "duration", "first wait after a failed upstream delivery"},
+                             FIELD(upstream.backoff_initial), ms(10), hours(1)));
+    v.push_back(duration_key({"upstream", "backoff_max", "duration", "the wait doubles (with jitter) up to this"},
+                             FIELD(upstream.backoff_max), ms(10), hours(24)));
     return v;
   }();
   return d;
@@ -478,6 +484,153 @@ Status apply_rules(Config& cfg, const toml::node& node, const std::string& origi
   return Status::ok();
 }
 
+// [[upstream.destinations]]: an array of tables, each checked key by key. Errors name
+// upstream.destinations[i].key (i counts from 0, in file order).
+Status parse_destinations(Config& cfg, const toml::node& node) {
+  const toml::array* arr = node.as_array();
+  if (!arr || !arr->is_array_of_tables())
+    return Status::invalid("upstream.destinations: expected [[upstream.destinations]] tables");
+  std::vector<UpstreamDestination> out;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table& t = *arr->get(i)->as_table();
+    UpstreamDestination d;
+    std::string where = fmt::format("upstream.destinations[{}]", i);
+    auto err = [&](std::string_view key, const std::string& why) {
+      return Status::invalid(fmt::format("{}.{}: {}", where, key, why));
+    };
+    auto text = [&](std::string_view key, const toml::node& n, std::string& field) {
+      if (!n.is_string()) return err(key, "expected a string");
+      field = *n.value<std::string>();
+      return Status::ok();
+    };
+    auto count = [&](std::string_view key, const toml::node& n, size_t& field, int64_t lo, int64_t hi) {
+      if (!n.is_integer()) return err(key, "expected an integer");
+      int64_t v = *n.value<int64_t>();
+      if (v < lo || v > hi) return err(key, fmt::format("{} is out of range [{}, {}]", v, lo, hi));
+      field = static_cast<size_t>(v);
+      return Status::ok();
+    };
+    for (const auto& [k, n] : t) {
+      std::string key(k.str());
+      Status s;
+      if (key == "name") {
+        s = text(key, n, d.name);
+      } else if (key == "url") {
+        s = text(key, n, d.url);
+      } else if (key == "kinds") {
+        const toml::array* kinds = n.as_array();
+        if (!kinds) {
+          s = err(key, "expected an array of strings");
+        } else {
+          d.kinds.clear();
+          for (const auto& item : *kinds) {
+            if (!item.is_string()) {
+              s = err(key, "expected an array of strings");
+              break;
+            }
+            d.kinds.push_back(*item.value<std::string>());
+          }
+        }
+      } else if (key == "headers") {
+        const toml::table* headers = n.as_table();
+        if (!headers) {
+          s = err(key, "expected a table of strings, e.g. { \"X-API-Key\" = \"...\" }");
+        } else {
+          for (const auto& [hk, hv] : *headers) {
+            if (!hv.is_string()) {
+              s = err(key, fmt::format("the value of '{}' must be a string", hk.str()));
+              break;
+            }
+            d.headers[std::string(hk.str())] = *hv.value<std::string>();
+          }
+        }
+      } else if (key == "timeout") {
+        std::optional<milliseconds> v;
+        if (n.is_integer() && *n.value<int64_t>() >= 0) v = milliseconds(*n.value<int64_t>() * 1000);
+        if (n.is_string()) v = core::parse_duration(*n.value<std::string>());
+        if (!v) {
+          s = err(key, "expected a duration such as \"10s\" or a number of seconds");
+        } else if (*v < milliseconds(100) || *v > milliseconds(600'000)) {
+          s = err(key, fmt::format("{} ms is out of range [100 ms, 600000 ms]", v->count()));
+        } else {
+          d.timeout = *v;
+        }
+      } else if (key == "batch") {
+        s = count(key, n, d.batch, 1, 1000);
+      } else if (key == "max_messages") {
+        s = count(key, n, d.max_messages, 1, int64_t(1) << 32);
+      } else if (key == "max_bytes") {
+        s = count(key, n, d.max_bytes, 1024, int64_t(1) << 44);
+      } else if (key == "overflow") {
+        s = text(key, n, d.overflow);
+        if (s && d.overflow != "drop_oldest" && d.overflow != "refuse_new")
+          s = err(key, fmt::format("'{}' is not one of: drop_oldest, refuse_new", d.overflow));
+      } else if (key == "ca_file") {
+        s = text(key, n, d.ca_file);
+      } else if (key == "topic") {
+        s = text(key, n, d.topic);
+      } else if (key == "username") {
+        s = text(key, n, d.username);
+      } else if (key == "password") {
+        s = text(key, n, d.password);
+      } else if (key == "client_id") {
+        s = text(key, n, d.client_id);
+      } else {
+        s = Status::invalid(fmt::format("unknown key {}.{}", where, key));
+      }
+      if (!s) return s;
+    }
+    out.push_back(std::move(d));
+  }
+  cfg.upstream.destinations = std::move(out);
+  return Status::ok();
+}
+
+bool is_token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+// What validate() checks of one destination; `where` is "upstream.destinations[i]".
+Status validate_destination(const UpstreamDestination& d, const std::string& where) {
+  if (d.name.empty()) return Status::invalid(where + ".name: is required");
+  if (d.name.size() > 64 || !std::all_of(d.name.begin(), d.name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      }))
+    return Status::invalid(fmt::format("{}.name: '{}' must be 1..64 letters, digits, '_', '-' or '.'", where, d.name));
+  if (d.url.empty()) return Status::invalid(where + ".url: is required");
+  auto url = parse_url(d.url);
+  if (!url)
+    return Status::invalid(fmt::format("{}.url: '{}' is not a URL (scheme://host[:port][/path])", where, d.url));
+  static const std::vector<std::string> schemes = {"http", "https", "mqtt", "mqtts"};
+  if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end())
+    return Status::invalid(
+        fmt::format("{}.url: unknown scheme '{}' in '{}' (http, https, mqtt or mqtts)", where, url->scheme, d.url));
+  bool mqtt = url->scheme == "mqtt" || url->scheme == "mqtts";
+  if (mqtt && d.topic.empty()) return Status::invalid(where + ".topic: is required for an mqtt:// destination");
+  if (!mqtt && !d.topic.empty())
+    return Status::invalid(where + ".topic: only an mqtt:// or mqtts:// destination has a topic");
+  if (d.kinds.empty()) return Status::invalid(where + ".kinds: must name at least one kind");
+  for (const auto& k : d.kinds) {
+    if (k.empty() || k.size() > 64 || !std::all_of(k.begin(), k.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == ':';
+        }))
+      return Status::invalid(fmt::format("{}.kinds: '{}' is not a kind (letters, digits, '_', '-', '.', ':')", where, k));
+  }
+  static const std::vector<std::string> reserved = {"host", "content-length", "content-type", "transfer-encoding",
+                                                    "connection", "idempotency-key"};
+  for (const auto& [name, value] : d.headers) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_token_char))
+      return Status::invalid(fmt::format("{}.headers: '{}' is not a header name", where, name));
+    std::string lower = name;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (std::find(reserved.begin(), reserved.end(), lower) != reserved.end())
+      return Status::invalid(fmt::format("{}.headers: '{}' is set by Outpost itself", where, name));
+    if (std::any_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; }))
+      return Status::invalid(fmt::format("{}.headers: the value of '{}' contains a line break", where, name));
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 const std::vector<KeyInfo>& keys() {
@@ -519,6 +672,11 @@ Status apply_toml(Config& cfg, const std::string& toml_text, const std::string& 
     if (!known_section) return Status::invalid(fmt::format("{}: unknown section [{}]", origin, section));
     for (const auto& [k, node] : *table) {
       std::string key(k.str());
+      if (section == "upstream" && key == "destinations") {
+        Status s = parse_destinations(cfg, node);
+        if (!s) return Status::invalid(fmt::format("{}: {}", origin, s.message()));
+        continue;
+      }
       const KeyDef* d = find_def(section, key);
       if (!d) return Status::invalid(fmt::format("{}: unknown key {}.{}", origin, section, key));
       Status s = d->from_toml(cfg, node);
@@ -632,6 +790,64 @@ Status validate_homeassistant(const Config& cfg) {
 
 }  // namespace
 
+std::optional<Url> parse_url(const std::string& s) {
+  Url u;
+  size_t sep = s.find("://");
+  if (sep == std::string::npos || sep == 0) return std::nullopt;
+  for (char c : s)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '#') return std::nullopt;
+  u.scheme = s.substr(0, sep);
+  for (auto& c : u.scheme) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') return std::nullopt;
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  std::string rest = s.substr(sep + 3);
+  size_t end = rest.find_first_of("/?");
+  std::string authority = rest.substr(0, end);
+  if (end != std::string::npos) u.target = rest.substr(end);
+  if (!u.target.empty() && u.target[0] == '?') u.target = "/" + u.target;
+  if (authority.empty() || authority.find('@') != std::string::npos) return std::nullopt;
+  std::string port;
+  if (authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos || close == 1) return std::nullopt;
+    u.host = authority.substr(1, close - 1);
+    std::string after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return std::nullopt;
+      port = after.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+  } else {
+    size_t colon = authority.find(':');
+    u.host = authority.substr(0, colon);
+    if (colon != std::string::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return std::nullopt;
+    }
+    if (u.host.empty()) return std::nullopt;
+    for (char c : u.host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return std::nullopt;
+  }
+  if (!port.empty()) {
+    unsigned p = 0;
+    auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p == 0 || p > 65535) return std::nullopt;
+    u.port = static_cast<uint16_t>(p);
+  } else if (u.scheme == "http") {
+    u.port = 80;
+  } else if (u.scheme == "https") {
+    u.port = 443;
+  } else if (u.scheme == "mqtt") {
+    u.port = 1883;
+  } else if (u.scheme == "mqtts") {
+    u.port = 8883;
+  } else {
+    return std::nullopt;
+  }
+  return u;
+}
+
 Status validate(const Config& cfg) {
   if (!parse_host_port(cfg.server.listen))
     return Status::invalid(fmt::format("server.listen: '{}' is not HOST:PORT", cfg.server.listen));
@@ -659,6 +875,18 @@ Status validate(const Config& cfg) {
   if (!cfg.homeassistant.url.empty() && !broker_url(cfg.homeassistant.url))
     return Status::invalid(fmt::format("homeassistant.url: '{}' is not mqtt://HOST:PORT or mqtts://HOST:PORT",
                                        cfg.homeassistant.url));
+  if (cfg.upstream.backoff_initial > cfg.upstream.backoff_max)
+    return Status::invalid("upstream.backoff_initial: must not be longer than upstream.backoff_max");
+  for (size_t i = 0; i < cfg.upstream.destinations.size(); ++i) {
+    const auto& d = cfg.upstream.destinations[i];
+    if (auto s = validate_destination(d, fmt::format("upstream.destinations[{}]", i)); !s) return s;
+    for (size_t j = 0; j < i; ++j) {
+      if (cfg.upstream.destinations[j].name == d.name)
+        return Status::invalid(fmt::format("upstream.destinations[{}].name: '{}' is already the name of "
+                                           "upstream.destinations[{}]",
+                                           i, d.name, j));
+    }
+  }
   return Status::ok();
 }
 

@@ -44,6 +44,10 @@ struct StoreConfig {
   size_t batch_max = 1000;                         // rows per write transaction, at most
   std::string synchronous = "normal";              // SQLite synchronous: "normal" or "full"
   milliseconds summaries_max_age{365LL * 86'400'000};  // retention of windowed summaries (1 year)
+  // The database may grow to at most this many bytes (SQLite's max_page_count); writes beyond
+  // it fail with "database or disk is full" and are reported, never silently dropped. 0: no
+  // limit but the disk's.
+  size_t max_size = 0;
 };
 
 struct HwConfig {
@@ -196,6 +200,38 @@ struct RuleConfig {
   std::string origin;  // "FILE:LINE" of the table, for error messages
 };
 
+// One upstream destination ([[upstream.destinations]]): where messages of the chosen kinds go.
+// Only TOML sets destinations (an array of tables has no environment or flag form).
+struct UpstreamDestination {
+  std::string name;  // unique; letters, digits, '_', '-', '.'; labels metrics and the API
+  // http://HOST[:PORT]/PATH and https://... : POST of a JSON batch, or of a JPEG alone.
+  // mqtt://HOST[:PORT] and mqtts://...: publish with QoS 1 on `topic` (the MQTT upstream).
+  std::string url;
+  // Message kinds this destination takes: "summary", "alert", "snapshot", or the kind of an
+  // event ("command", "button", "motion", "online", ...), which makes that event go upstream.
+  std::vector<std::string> kinds = {"summary", "alert"};
+  std::map<std::string, std::string> headers;  // sent with every request (an API key...)
+  milliseconds timeout{10'000};                // one delivery attempt, at most about this long
+  size_t batch = 100;                          // messages per request, at most
+  // The outbox of this destination holds at most this many messages and bytes of bodies
+  // (pending and dead letters together); then `overflow` decides.
+  size_t max_messages = 100'000;
+  size_t max_bytes = 64ULL << 20;
+  std::string overflow = "drop_oldest";  // "drop_oldest" or "refuse_new"
+  std::string ca_file;                   // https/mqtts: CA certificates; default the system's
+  // MQTT only: the topic, the broker's credentials, the client id (default outpost-<device>-<name>).
+  std::string topic;
+  std::string username;
+  std::string password;
+  std::string client_id;
+};
+
+struct UpstreamConfig {
+  milliseconds backoff_initial{1'000};  // first wait after a failed delivery
+  milliseconds backoff_max{300'000};    // the wait doubles up to this (with jitter)
+  std::vector<UpstreamDestination> destinations;
+};
+
 struct Config {
   ServerConfig server;
   LogConfig log;
@@ -215,6 +251,7 @@ struct Config {
   WsConfig ws;
   AggregatorConfig aggregator;
   std::vector<RuleConfig> rules;  // [[rules]], in file order
+  UpstreamConfig upstream;
 };
 
 // One settable key, for the loaders, `config check` and the documentation test.
@@ -244,5 +281,17 @@ struct HostPort {
   uint16_t port;
 };
 std::optional<HostPort> parse_host_port(const std::string& s);
+
+// "scheme://host[:port][/path][?query]" split up; the port defaults by scheme (http 80, https
+// 443, mqtt 1883, mqtts 8883; others need one). Host may be "[v6]" (kept without brackets).
+// nullopt for anything else, including user info ("user@host"), a fragment, spaces or control
+// characters. The scheme is lower-cased; it is not checked against a list here.
+struct Url {
+  std::string scheme;
+  std::string host;
+  uint16_t port = 0;
+  std::string target = "/";  // path and query, "/" when absent
+};
+std::optional<Url> parse_url(const std::string& s);
 
 }  // namespace outpost::config

@@ -214,6 +214,127 @@ TEST(Config, HomeAssistant) {
   EXPECT_NE(s.message().find("homeassistant.discovery_prefix"), std::string::npos) << s.message();
 }
 
+TEST(Config, UrlSyntax) {
+  auto u = parse_url("https://Example.com:8443/api/ingest?x=1");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->scheme, "https");
+  EXPECT_EQ(u->host, "Example.com");
+  EXPECT_EQ(u->port, 8443);
+  EXPECT_EQ(u->target, "/api/ingest?x=1");
+  u = parse_url("HTTP://127.0.0.1");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->port, 80);
+  EXPECT_EQ(u->target, "/");
+  u = parse_url("http://[::1]:9000?q");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->target, "/?q");
+  EXPECT_EQ(parse_url("mqtts://broker")->port, 8883);
+  for (const char* bad : {"", "http://", "http:///x", "127.0.0.1:80", "://h", "http://user:pw@h/", "http://h:0/",
+                          "http://h:99999/", "http://h:/", "http://h/a b", "http://h/#frag", "ftp://h/", "http://[::1/",
+                          "http://h\r\n/", "http://h%41/"}) {
+    EXPECT_FALSE(parse_url(bad)) << bad;
+  }
+  EXPECT_TRUE(parse_url("ftp://h:21/"));  // any scheme with a port parses; validate() checks the list
+}
+
+TEST(Config, UpstreamDestinationsFromTomlArrayOfTables) {
+  Config c;
+  auto s = apply_toml(c, R"(
+[upstream]
+backoff_initial = "200ms"
+backoff_max = "30s"
+
+[[upstream.destinations]]
+name = "cloud"
+url = "https://cloud.example/ingest"
+kinds = ["summary", "alert", "snapshot"]
+headers = { "X-API-Key" = "secret", Authorization = "Bearer x" }
+timeout = "5s"
+batch = 50
+max_messages = 1000
+max_bytes = 1048576
+overflow = "refuse_new"
+ca_file = "/etc/ca.pem"
+
+[[upstream.destinations]]
+name = "hub"
+url = "http://127.0.0.1:8080/api/ingest"
+)", "t.toml");
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(c.upstream.backoff_initial, milliseconds(200));
+  EXPECT_EQ(c.upstream.backoff_max, milliseconds(30'000));
+  ASSERT_EQ(c.upstream.destinations.size(), 2u);
+  const auto& d = c.upstream.destinations[0];
+  EXPECT_EQ(d.name, "cloud");
+  EXPECT_EQ(d.kinds, (std::vector<std::string>{"summary", "alert", "snapshot"}));
+  EXPECT_EQ(d.headers.at("X-API-Key"), "secret");
+  EXPECT_EQ(d.headers.at("Authorization"), "Bearer x");
+  EXPECT_EQ(d.timeout, milliseconds(5000));
+  EXPECT_EQ(d.batch, 50u);
+  EXPECT_EQ(d.max_messages, 1000u);
+  EXPECT_EQ(d.max_bytes, 1048576u);
+  EXPECT_EQ(d.overflow, "refuse_new");
+  const auto& h = c.upstream.destinations[1];
+  EXPECT_EQ(h.kinds, (std::vector<std::string>{"summary", "alert"}));  // the default
+  EXPECT_EQ(h.overflow, "drop_oldest");
+  EXPECT_TRUE(validate(c)) << validate(c).message();
+}
+
+TEST(Config, BadUpstreamDestinationsNameTheKey) {
+  struct Case {
+    const char* toml;
+    const char* key;
+  };
+  const Case cases[] = {
+      {"[upstream]\ndestinations = 5\n", "upstream.destinations"},
+      {"[[upstream.destinations]]\nname = \"a\"\nurl = \"http://h/\"\nfoo = 1\n", "upstream.destinations[0].foo"},
+      {"[[upstream.destinations]]\nname = 5\n", "upstream.destinations[0].name"},
+      {"[[upstream.destinations]]\ntimeout = \"5 parsecs\"\n", "upstream.destinations[0].timeout"},
+      {"[[upstream.destinations]]\ntimeout = \"1ms\"\n", "upstream.destinations[0].timeout"},
+      {"[[upstream.destinations]]\nbatch = 0\n", "upstream.destinations[0].batch"},
+      {"[[upstream.destinations]]\nmax_bytes = 10\n", "upstream.destinations[0].max_bytes"},
+      {"[[upstream.destinations]]\noverflow = \"drop_newest\"\n", "upstream.destinations[0].overflow"},
+      {"[[upstream.destinations]]\nkinds = \"summary\"\n", "upstream.destinations[0].kinds"},
+      {"[[upstream.destinations]]\nheaders = { a = 1 }\n", "upstream.destinations[0].headers"},
+      {"[upstream]\nbackoff_max = \"soon\"\n", "upstream.backoff_max"},
+  };
+  for (const auto& k : cases) {
+    Config c;
+    auto s = apply_toml(c, k.toml, "f.toml");
+    ASSERT_FALSE(s) << k.toml;
+    EXPECT_NE(s.message().find(k.key), std::string::npos) << s.message();
+  }
+  const Case invalid[] = {
+      {"name = \"\"\nurl = \"http://h/\"", "upstream.destinations[0].name"},
+      {"name = \"a b\"\nurl = \"http://h/\"", "upstream.destinations[0].name"},
+      {"name = \"a\"", "upstream.destinations[0].url"},
+      {"name = \"a\"\nurl = \"not a url\"", "upstream.destinations[0].url"},
+      {"name = \"a\"\nurl = \"http://\"", "upstream.destinations[0].url"},
+      {"name = \"a\"\nurl = \"ftp://h:21/\"", "unknown scheme 'ftp'"},
+      {"name = \"a\"\nurl = \"mqtt://h\"", "upstream.destinations[0].topic"},
+      {"name = \"a\"\nurl = \"http://h/\"\ntopic = \"t\"", "upstream.destinations[0].topic"},
+      {"name = \"a\"\nurl = \"http://h/\"\nkinds = []", "upstream.destinations[0].kinds"},
+      {"name = \"a\"\nurl = \"http://h/\"\nkinds = [\"a b\"]", "upstream.destinations[0].kinds"},
+      {"name = \"a\"\nurl = \"http://h/\"\nheaders = { Host = \"x\" }", "upstream.destinations[0].headers"},
+      {"name = \"a\"\nurl = \"http://h/\"\nheaders = { \"X-Key\" = \"a\\nb\" }", "line break"},
+      {"name = \"a\"\nurl = \"http://h/\"\n[[upstream.destinations]]\nname = \"a\"\nurl = \"http://g/\"",
+       "upstream.destinations[1].name"},
+  };
+  for (const auto& k : invalid) {
+    Config c;
+    auto s = apply_toml(c, std::string("[[upstream.destinations]]\n") + k.toml + "\n", "f.toml");
+    ASSERT_TRUE(s) << k.toml << ": " << s.message();
+    s = validate(c);
+    ASSERT_FALSE(s) << k.toml;
+    EXPECT_NE(s.message().find(k.key), std::string::npos) << s.message();
+  }
+  Config c;
+  ASSERT_TRUE(apply_toml(c, "[upstream]\nbackoff_initial = \"10m\"\nbackoff_max = \"1m\"\n", "f"));
+  EXPECT_NE(validate(c).message().find("upstream.backoff_initial"), std::string::npos);
+}
+
 // The example file documents every key, and is itself a valid configuration.
 TEST(Config, ExampleFileDocumentsEveryKey) {
   const char* src = std::getenv("OUTPOST_SOURCE_DIR");
@@ -234,6 +355,26 @@ TEST(Config, ExampleFileDocumentsEveryKey) {
     EXPECT_TRUE(documented)
         << k.section << "." << k.key << " is not documented in " << path;
   }
+  // The keys of [[upstream.destinations]] (not in keys(): TOML only), indented under it.
+  size_t dest = text.find("# [[upstream.destinations]]");
+  ASSERT_NE(dest, std::string::npos);
+  for (const char* k : {"name", "url", "kinds", "headers", "timeout", "batch", "max_messages", "max_bytes", "overflow",
+                        "ca_file", "topic", "username", "password", "client_id"}) {
+    EXPECT_NE(text.find(std::string("#   ") + k + " =", dest), std::string::npos)
+        << "upstream.destinations " << k << " is not documented in " << path;
+  }
+  // ...and that example, uncommented, is a valid destination.
+  std::string example = "[[upstream.destinations]]\n";
+  std::istringstream lines(text.substr(dest));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("#   ", 0) == 0 && line.size() > 4 && std::islower(static_cast<unsigned char>(line[4])) &&
+        line.find(" = ") != std::string::npos && line.find(' ', 4) == line.find(" = "))
+      example += line.substr(4) + "\n";
+  }
+  Config example_cfg;
+  ASSERT_TRUE(apply_toml(example_cfg, example, "example")) << example;
+  ASSERT_EQ(example_cfg.upstream.destinations.size(), 1u);
+  EXPECT_TRUE(validate(example_cfg)) << validate(example_cfg).message() << "\n" << example;
   Config c;
   EXPECT_TRUE(apply_toml_file(c, path)) << apply_toml_file(c, path).message();
 }

@@ -10,12 +10,13 @@ std::string_view transport_name(Transport t) {
     case Transport::kLocal: return "local";
     case Transport::kUdp: return "udp";
     case Transport::kMqtt: return "mqtt";
+    case Transport::kEdge: return "edge";
   }
   return "unknown";
 }
 
 std::optional<Transport> parse_transport(std::string_view name) {
-  for (auto t : {Transport::kLocal, Transport::kUdp, Transport::kMqtt})
+  for (auto t : {Transport::kLocal, Transport::kUdp, Transport::kMqtt, Transport::kEdge})
     if (transport_name(t) == name) return t;
   return std::nullopt;
 }

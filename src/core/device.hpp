@@ -26,8 +26,10 @@ struct Location {
   double lon = 0;  // degrees, -180..180
 };
 
-enum class Transport { kLocal, kUdp, kMqtt };
-std::string_view transport_name(Transport t);  // "local", "udp", "mqtt"
+// kEdge: a device of another Outpost (an edge) whose readings and events that Outpost sent to
+// this hub's POST /api/ingest; its address is the edge's id. Commands cannot reach it (yet).
+enum class Transport { kLocal, kUdp, kMqtt, kEdge };
+std::string_view transport_name(Transport t);  // "local", "udp", "mqtt", "edge"
 std::optional<Transport> parse_transport(std::string_view name);  // the inverse; nullopt otherwise
 
 // One value of a sensor as the device stated it.

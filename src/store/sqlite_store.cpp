@@ -108,6 +108,49 @@ constexpr const char* kMarkHandedOff =
 constexpr const char* kDeleteOldSummaries =
     "DELETE FROM summaries WHERE rowid IN"
     " (SELECT rowid FROM summaries WHERE period_start < ?1 ORDER BY period_start LIMIT ?2)";
+// Outbox (writer).
+constexpr const char* kOutboxTotals = "SELECT messages, bytes FROM outbox_totals WHERE destination = ?1";
+constexpr const char* kOutboxOldest =
+    "SELECT seq, length(body) FROM outbox WHERE destination = ?1 AND dead = ?2 ORDER BY seq LIMIT 1";
+constexpr const char* kOutboxDeleteSeq = "DELETE FROM outbox WHERE seq = ?1";
+constexpr const char* kOutboxHas = "SELECT 1 FROM outbox WHERE destination = ?1 AND id = ?2";
+constexpr const char* kOutboxInsert =
+    "INSERT INTO outbox (destination, id, kind, content_type, body, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kOutboxAddDropped = "UPDATE outbox_totals SET dropped = dropped + ?2 WHERE destination = ?1";
+constexpr const char* kOutboxAddDelivered =
+    "UPDATE outbox_totals SET delivered = delivered + ?2 WHERE destination = ?1";
+constexpr const char* kOutboxDelete = "DELETE FROM outbox WHERE destination = ?1 AND id = ?2";
+constexpr const char* kOutboxFailed =
+    "UPDATE outbox SET attempts = attempts + 1, last_error = ?3 WHERE destination = ?1 AND id = ?2";
+constexpr const char* kOutboxKill =
+    "UPDATE outbox SET dead = 1, dead_at = ?3, last_error = ?4, attempts = attempts + 1"
+    " WHERE destination = ?1 AND id = ?2 AND dead = 0";
+constexpr const char* kOutboxRetryOne =
+    "UPDATE outbox SET dead = 0, dead_at = NULL, attempts = 0 WHERE destination = ?1 AND id = ?2 AND dead = 1";
+constexpr const char* kOutboxRetryAll =
+    "UPDATE outbox SET dead = 0, dead_at = NULL, attempts = 0 WHERE destination = ?1 AND dead = 1";
+constexpr const char* kOutboxDeleteDeadOne = "DELETE FROM outbox WHERE destination = ?1 AND id = ?2 AND dead = 1";
+constexpr const char* kOutboxDeleteDeadAll = "DELETE FROM outbox WHERE destination = ?1 AND dead = 1";
+// Outbox (readers).
+constexpr const char* kOutboxPending =
+    "SELECT seq, destination, id, kind, content_type, body, created, attempts, last_error, dead, dead_at"
+    " FROM outbox WHERE destination = ?1 AND dead = 0 ORDER BY seq LIMIT ?2";
+constexpr const char* kOutboxDeadOf =
+    "SELECT seq, destination, id, kind, content_type, body, created, attempts, last_error, dead, dead_at"
+    " FROM outbox WHERE destination = ?1 AND dead = 1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+constexpr const char* kOutboxDeadAll =
+    "SELECT seq, destination, id, kind, content_type, body, created, attempts, last_error, dead, dead_at"
+    " FROM outbox WHERE dead = 1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+constexpr const char* kOutboxStats =
+    "SELECT destination, messages, bytes, dead, delivered, dropped FROM outbox_totals ORDER BY destination";
+constexpr const char* kOutboxOldestPending =
+    "SELECT created FROM outbox WHERE destination = ?1 AND dead = 0 ORDER BY seq LIMIT 1";
+// Ingest.
+constexpr const char* kIngestedInsert = "INSERT OR IGNORE INTO ingested (source, id, received) VALUES (?1, ?2, ?3)";
+// A chunk at a time: row values select a bounded set without DELETE ... LIMIT.
+constexpr const char* kIngestedExpire =
+    "DELETE FROM ingested WHERE (source, id) IN"
+    " (SELECT source, id FROM ingested WHERE received < ?1 ORDER BY received LIMIT 1000)";
 // Settings.
 constexpr const char* kPutSetting = "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)";
 constexpr const char* kAddSetting = "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)";
@@ -230,6 +273,30 @@ Result<std::optional<int64_t>> event_ts(Db& db, int64_t id) {
   int64_t last = rc == SQLITE_ROW ? (*st)->int64(0) : 0;  // no row: no event yet
   if (id > last) return std::optional<int64_t>(kMaxTs);
   return std::optional<int64_t>();
+}
+
+OutboxMessage outbox_from_row(const detail::Stmt& s) {
+  OutboxMessage m;
+  m.seq = s.int64(0);
+  m.destination = s.text(1);
+  m.id = s.text(2);
+  m.kind = s.text(3);
+  m.content_type = s.text(4);
+  m.body = s.blob(5);
+  m.created = core::from_micros(s.int64(6));
+  m.attempts = static_cast<uint32_t>(s.int64(7));
+  m.last_error = s.text(8);
+  m.dead = s.int64(9) != 0;
+  if (!s.is_null(10)) m.dead_at = core::from_micros(s.int64(10));
+  return m;
+}
+
+Status check_put(const OutboxPut& p) {
+  if (p.targets.empty()) return Status::invalid("an outbox message needs at least one destination");
+  if (p.id.empty() || p.kind.empty()) return Status::invalid("an outbox message needs an id and a kind");
+  for (const auto& t : p.targets)
+    if (t.destination.empty()) return Status::invalid("an outbox destination needs a name");
+  return Status::ok();
 }
 
 bool valid_scope(const std::string& s) { return s == "read" || s == "control" || s == "admin"; }
@@ -641,22 +708,228 @@ class SqliteStore final : public Store {
     if (e.device.empty() || e.kind.empty()) {
       return refuse(Status::invalid("an event needs a device and a kind"));
     }
-    Status refused;
+    Status refused = enqueue_one([&] { return Item(AppendEvent{std::move(e), std::move(done), {}, {}}); });
+    if (!refused) refuse(std::move(refused));  // outside the lock: `done` may well call append_event() again
+  }
+
+  void outbox_put(OutboxPut put, OutboxDone done) override {
+    auto refuse = [&](Status s) {
+      if (done) done(std::move(s));
+    };
+    if (auto s = check_put(put); !s) return refuse(std::move(s));
+    Status refused = enqueue_one([&] { return Item(Put{std::move(put), std::move(done)}); });
+    if (!refused) refuse(std::move(refused));
+  }
+
+  void append_event_outbox(core::Event e, OutboxPut put, EventOutboxDone done) override {
+    auto refuse = [&](Status s) {
+      if (done) done(std::move(s), OutboxOutcome{});
+    };
+    if (e.device.empty() || e.kind.empty()) return refuse(Status::invalid("an event needs a device and a kind"));
+    if (auto s = check_put(put); !s) return refuse(std::move(s));
+    Status refused = enqueue_one([&] {
+      return Item(AppendEvent{std::move(e), {}, std::optional<OutboxPut>(std::move(put)), std::move(done)});
+    });
+    if (!refused) refuse(std::move(refused));
+  }
+
+  Result<std::vector<OutboxMessage>> outbox_pending(const std::string& destination, size_t limit) const override {
+    std::vector<OutboxMessage> out;
+    if (limit == 0) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(kOutboxPending);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, destination);
+    s->bind(2, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxTs)));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) out.push_back(outbox_from_row(*s));
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query outbox");
+    return out;
+  }
+
+  Status outbox_delivered(const std::string& destination, const std::vector<std::string>& ids) override {
+    if (ids.empty()) return Status::ok();
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        int64_t deleted = 0;
+        auto st = db.prepare(kOutboxDelete);
+        if (!st) return st.status();
+        for (const auto& id : ids) {
+          (*st)->reset();
+          (*st)->bind_text(1, destination);
+          (*st)->bind_text(2, id);
+          if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, "delete delivered");
+          deleted += db.changes();
+        }
+        if (deleted == 0) return Status::ok();
+        auto add = db.prepare(kOutboxAddDelivered);
+        if (!add) return add.status();
+        (*add)->bind_text(1, destination);
+        (*add)->bind(2, deleted);
+        if (int rc = (*add)->step(); rc != SQLITE_DONE) return db.error(rc, "count delivered");
+        return Status::ok();
+      });
+    });
+  }
+
+  Status outbox_failed(const std::string& destination, const std::vector<std::string>& ids,
+                       const std::string& error) override {
+    if (ids.empty()) return Status::ok();
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(kOutboxFailed);
+        if (!st) return st.status();
+        for (const auto& id : ids) {
+          (*st)->reset();
+          (*st)->bind_text(1, destination);
+          (*st)->bind_text(2, id);
+          (*st)->bind_text(3, error);
+          if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, "record attempt");
+        }
+        return Status::ok();
+      });
+    });
+  }
+
+  Status outbox_kill(const std::string& destination, const std::string& id, const std::string& error) override {
+    return run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(kOutboxKill);
+        if (!st) return st.status();
+        (*st)->bind_text(1, destination);
+        (*st)->bind_text(2, id);
+        (*st)->bind(3, core::to_micros(core::now()));
+        (*st)->bind_text(4, error);
+        if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, "dead letter");
+        if (db.changes() == 0)
+          return Status::not_found(fmt::format("no pending message '{}' for '{}'", id, destination));
+        return Status::ok();
+      });
+    });
+  }
+
+  Result<std::vector<OutboxMessage>> outbox_dead(const std::string& destination, int64_t after_seq,
+                                                 size_t limit) const override {
+    std::vector<OutboxMessage> out;
+    if (limit == 0) return out;
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    auto st = (*lease)->prepare(destination.empty() ? kOutboxDeadAll : kOutboxDeadOf);
+    if (!st) return st.status();
+    StmtLease& s = *st;
+    s->bind_text(1, destination);
+    s->bind(2, after_seq);
+    s->bind(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxTs)));
+    int rc;
+    while ((rc = s->step()) == SQLITE_ROW) out.push_back(outbox_from_row(*s));
+    if (rc != SQLITE_DONE) return (*lease)->error(rc, "query dead letters");
+    return out;
+  }
+
+  Result<size_t> outbox_retry_dead(const std::string& destination, const std::string& id) override {
+    return dead_letters_change(destination, id, kOutboxRetryOne, kOutboxRetryAll, "retry dead letters");
+  }
+
+  Result<size_t> outbox_delete_dead(const std::string& destination, const std::string& id) override {
+    return dead_letters_change(destination, id, kOutboxDeleteDeadOne, kOutboxDeleteDeadAll, "delete dead letters");
+  }
+
+  Result<std::vector<OutboxStats>> outbox_stats() const override {
+    auto lease = readers_.acquire();
+    if (!lease) return lease.status();
+    std::vector<OutboxStats> out;
     {
-      std::lock_guard lk(mu_);
-      size_t queued = shared_->queued.load();
-      if (stop_) {
-        refused = Status::unavailable("store closed");
-      } else if (queued + 1 > kMaxQueuedRows) {
-        refused = Status::busy(fmt::format("store queue full ({} rows waiting)", queued));
-      } else {
-        shared_->queued.fetch_add(1);
-        queue_.emplace_back(AppendEvent{std::move(e), std::move(done)});
-        cv_.notify_one();
-        return;
+      auto st = (*lease)->prepare(kOutboxStats);
+      if (!st) return st.status();
+      StmtLease& s = *st;
+      int rc;
+      while ((rc = s->step()) == SQLITE_ROW) {
+        OutboxStats o;
+        o.destination = s->text(0);
+        int64_t messages = s->int64(1), dead = s->int64(3);
+        o.pending = static_cast<uint64_t>(std::max<int64_t>(0, messages - dead));
+        o.bytes = static_cast<uint64_t>(std::max<int64_t>(0, s->int64(2)));
+        o.dead = static_cast<uint64_t>(std::max<int64_t>(0, dead));
+        o.delivered = static_cast<uint64_t>(s->int64(4));
+        o.dropped = static_cast<uint64_t>(s->int64(5));
+        out.push_back(std::move(o));
       }
+      if (rc != SQLITE_DONE) return (*lease)->error(rc, "outbox totals");
     }
-    refuse(std::move(refused));  // outside the lock: `done` may well call append_event() again
+    for (auto& o : out) {
+      if (o.pending == 0) continue;
+      auto st = (*lease)->prepare(kOutboxOldestPending);
+      if (!st) return st.status();
+      (*st)->bind_text(1, o.destination);
+      int rc = (*st)->step();
+      if (rc == SQLITE_ROW) o.oldest_pending = core::from_micros((*st)->int64(0));
+      else if (rc != SQLITE_DONE) return (*lease)->error(rc, "outbox oldest");
+    }
+    return out;
+  }
+
+  Result<IngestResult> ingest(const std::string& source, std::vector<IngestItem> items,
+                              core::TimePoint received) override {
+    if (source.empty()) return Status::invalid("ingest: the source is empty");
+    for (const auto& item : items) {
+      if (item.id.empty()) return Status::invalid("ingest: a message without an id");
+      for (const auto& r : item.readings)
+        if (r.device.empty() || r.sensor.empty()) return Status::invalid("a reading needs a device and a sensor");
+      if (item.event && (item.event->device.empty() || item.event->kind.empty()))
+        return Status::invalid("an event needs a device and a kind");
+    }
+    IngestResult result;
+    result.fresh.assign(items.size(), false);
+    Status s = run_on_writer([&] {
+      auto t0 = SteadyClock::now();
+      result = IngestResult{};
+      result.fresh.assign(items.size(), false);
+      Txn txn(*db_);
+      if (!txn.begun()) return failed(txn.begun());
+      if (auto st = ensure_series(); !st) return failed(st);
+      {
+        auto expire = db_->prepare(kIngestedExpire);
+        if (!expire) return failed(expire.status());
+        auto cutoff = received - std::chrono::duration_cast<std::chrono::microseconds>(kIngestIdsMaxAge);
+        (*expire)->bind(1, core::to_micros(cutoff));
+        if (int rc = (*expire)->step(); rc != SQLITE_DONE) return failed(db_->error(rc, "expire ingested ids"));
+      }
+      std::vector<core::Reading> rows;
+      std::vector<core::Event> events;
+      auto mark = db_->prepare(kIngestedInsert);
+      if (!mark) return failed(mark.status());
+      for (size_t i = 0; i < items.size(); ++i) {
+        (*mark)->reset();
+        (*mark)->bind_text(1, source);
+        (*mark)->bind_text(2, items[i].id);
+        (*mark)->bind(3, core::to_micros(received));
+        if (int rc = (*mark)->step(); rc != SQLITE_DONE) return failed(db_->error(rc, "remember ingested id"));
+        if (db_->changes() == 0) {
+          ++result.duplicates;
+          continue;
+        }
+        ++result.accepted;
+        result.fresh[i] = true;
+        for (auto& r : items[i].readings) rows.push_back(r);
+        if (items[i].event) events.push_back(*items[i].event);
+      }
+      (*mark)->reset();
+      if (auto st = insert_readings(rows); !st) return failed(st);
+      if (auto st = insert_events(events); !st) return failed(st);
+      Status st = finish(txn);
+      if (st) {
+        commit_seconds_->observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+        rows_written_->inc(rows.size());
+        events_written_->inc(events.size());
+        rows_since_retention_ += rows.size() + events.size();
+        result.events = std::move(events);
+      }
+      return st;
+    });
+    if (!s) return s;
+    return result;
   }
 
   Result<std::vector<core::Event>> query_events(const EventQuery& q) const override {
@@ -1048,30 +1321,47 @@ class SqliteStore final : public Store {
   struct AppendEvent {
     core::Event event;
     EventDone done;
+    std::optional<OutboxPut> put;   // written in the same transaction (append_event_outbox)
+    EventOutboxDone put_done;       // then called instead of `done`
+  };
+  struct Put {
+    OutboxPut put;
+    OutboxDone done;
   };
   struct Task {
     std::function<void()> fn;
   };
-  using Item = std::variant<Append, AppendEvent, Task>;
+  using Item = std::variant<Append, AppendEvent, Put, Task>;
 
   // Who to tell when a batch is over, in queue order: an append whose last row is in the batch,
-  // or an event (by its index in Work::events).
+  // an event (by its index in Work::events), an outbox put (by its index in Work::puts), or an
+  // event with its put.
   struct Ack {
     Done done;
     EventDone event_done;
     std::optional<size_t> event;
+    OutboxDone put_done;
+    EventOutboxDone event_put_done;
+    std::optional<size_t> put;
   };
 
-  // What the writer took off the queue for one round: readings and events for one transaction
-  // (at most batch_max of them together), or a task.
+  struct PendingPut {
+    OutboxPut put;
+    OutboxOutcome outcome;  // filled in by the transaction
+  };
+
+  // What the writer took off the queue for one round: readings, events and outbox puts for one
+  // transaction (at most batch_max of them together), or a task.
   struct Work {
     std::vector<core::Reading> rows;
     std::vector<core::Event> events;  // ids set once inserted
+    std::vector<PendingPut> puts;     // in queue order, so seq follows it
+    size_t lone_puts = 0;             // puts that are not part of an event (each counts as a row)
     std::vector<Ack> acks;
     bool ends_partial = false;  // the queue's front append has more rows after `rows`
     std::function<void()> task;
 
-    size_t size() const { return rows.size() + events.size(); }
+    size_t size() const { return rows.size() + events.size() + lone_puts; }
   };
 
   struct RetentionPass {
@@ -1166,8 +1456,21 @@ class SqliteStore final : public Store {
         return;
       }
       if (auto* e = std::get_if<AppendEvent>(&queue_.front())) {
-        w.acks.push_back(Ack{{}, std::move(e->done), w.events.size()});
+        Ack ack{{}, std::move(e->done), w.events.size(), {}, {}, std::nullopt};
+        if (e->put) {
+          ack.event_put_done = std::move(e->put_done);
+          ack.put = w.puts.size();
+          w.puts.push_back(PendingPut{std::move(*e->put), {}});
+        }
+        w.acks.push_back(std::move(ack));
         w.events.push_back(std::move(e->event));
+        queue_.pop_front();
+        continue;
+      }
+      if (auto* p = std::get_if<Put>(&queue_.front())) {
+        w.acks.push_back(Ack{{}, {}, std::nullopt, std::move(p->done), {}, w.puts.size()});
+        w.puts.push_back(PendingPut{std::move(p->put), {}});
+        ++w.lone_puts;
         queue_.pop_front();
         continue;
       }
@@ -1181,7 +1484,7 @@ class SqliteStore final : public Store {
           std::move(a.rows.begin() + static_cast<ptrdiff_t>(a.taken), a.rows.end(),
                     std::back_inserter(w.rows));
         }
-        w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt});
+        w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt, {}, {}, std::nullopt});
         queue_.pop_front();
       } else {
         auto first = a.rows.begin() + static_cast<ptrdiff_t>(a.taken);
@@ -1194,19 +1497,28 @@ class SqliteStore final : public Store {
   }
 
   void write_batch(Work& w) {
-    Status s = w.size() == 0 ? Status::ok() : write_rows(w.rows, w.events);
+    Status s = w.size() == 0 ? Status::ok() : write_rows(w);
     shared_->queued.fetch_sub(w.size());
     if (!s && w.ends_partial) {
       // The rest of a split append is dropped: its caller hears about the failure now, once.
       std::lock_guard lk(mu_);
       auto& a = std::get<Append>(queue_.front());
       shared_->queued.fetch_sub(a.rows.size() - a.taken);
-      w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt});
+      w.acks.push_back(Ack{std::move(a.done), {}, std::nullopt, {}, {}, std::nullopt});
       queue_.pop_front();
     }
     for (auto& ack : w.acks) {
       try {
-        if (!ack.event) {
+        if (ack.put && ack.event) {
+          if (ack.event_put_done) {
+            ack.event_put_done(s ? Result<int64_t>(w.events[*ack.event].id) : Result<int64_t>(s),
+                               s ? std::move(w.puts[*ack.put].outcome) : OutboxOutcome{});
+          }
+        } else if (ack.put) {
+          if (ack.put_done) {
+            ack.put_done(s ? Result<OutboxOutcome>(std::move(w.puts[*ack.put].outcome)) : Result<OutboxOutcome>(s));
+          }
+        } else if (!ack.event) {
           if (ack.done) ack.done(s);
         } else if (ack.event_done) {
           ack.event_done(s ? Result<int64_t>(w.events[*ack.event].id) : Result<int64_t>(s));
@@ -1219,14 +1531,136 @@ class SqliteStore final : public Store {
     }
   }
 
-  // One transaction for `rows` and `events` (at most batch_max of them together). Sets the
-  // events' ids; they mean something only if this returns ok.
-  Status write_rows(std::vector<core::Reading>& rows, std::vector<core::Event>& events) {
+  // One transaction for the work's readings, events and outbox puts (at most batch_max of them
+  // together). Sets the events' ids and the puts' outcomes; they mean something only if this
+  // returns ok.
+  Status write_rows(Work& w) {
     auto t0 = SteadyClock::now();
     Txn txn(*db_);
     if (!txn.begun()) return failed(txn.begun());
     if (auto s = ensure_series(); !s) return failed(s);
+    if (auto s = insert_readings(w.rows); !s) return failed(s);
+    if (auto s = insert_events(w.events); !s) return failed(s);
+    for (auto& p : w.puts) {
+      if (auto s = insert_put(p); !s) return failed(s);
+    }
+    Status s = finish(txn);
+    if (s) {
+      commit_seconds_->observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+      rows_written_->inc(w.rows.size());
+      events_written_->inc(w.events.size());
+      rows_since_retention_ += w.size();
+    }
+    return s;
+  }
 
+  // The outbox message of `p` for each of its targets, each under its cap.
+  Status insert_put(PendingPut& p) {
+    const OutboxPut& put = p.put;
+    p.outcome.targets.assign(put.targets.size(), OutboxPutResult{});
+    const auto size = static_cast<int64_t>(put.body.size());
+    for (size_t i = 0; i < put.targets.size(); ++i) {
+      const OutboxTarget& t = put.targets[i];
+      OutboxPutResult& out = p.outcome.targets[i];
+      // The id is the message's idempotency key: a producer that offers again what it offered
+      // before (after a crash between its commit and ours) finds it there, and nothing changes.
+      {
+        auto st = db_->prepare(kOutboxHas);
+        if (!st) return st.status();
+        (*st)->bind_text(1, t.destination);
+        (*st)->bind_text(2, put.id);
+        int rc = (*st)->step();
+        if (rc == SQLITE_ROW) {
+          out.duplicate = true;
+          continue;
+        }
+        if (rc != SQLITE_DONE) return db_->error(rc, "outbox has");
+      }
+      if (t.max_bytes > 0 && put.body.size() > t.max_bytes) {
+        out.refused = true;
+        out.why = fmt::format("a message of {} bytes is larger than the outbox of '{}' may hold ({} bytes)",
+                              put.body.size(), t.destination, t.max_bytes);
+        continue;
+      }
+      int64_t messages = 0, bytes = 0;
+      {
+        auto st = db_->prepare(kOutboxTotals);
+        if (!st) return st.status();
+        (*st)->bind_text(1, t.destination);
+        int rc = (*st)->step();
+        if (rc == SQLITE_ROW) {
+          messages = (*st)->int64(0);
+          bytes = (*st)->int64(1);
+        } else if (rc != SQLITE_DONE) {
+          return db_->error(rc, "outbox totals");
+        }
+      }
+      auto over = [&] {
+        return (t.max_messages > 0 && messages + 1 > static_cast<int64_t>(t.max_messages)) ||
+               (t.max_bytes > 0 && bytes + size > static_cast<int64_t>(t.max_bytes));
+      };
+      if (over() && !t.drop_oldest) {
+        out.refused = true;
+        out.why = fmt::format("the outbox of '{}' is full ({} messages, {} bytes; overflow = refuse_new)",
+                              t.destination, messages, bytes);
+        continue;
+      }
+      // drop_oldest: dead letters go first (they wait for a person anyway), then the oldest
+      // pending messages, until the new one fits.
+      while (over()) {
+        int64_t victim = 0, length = 0;
+        for (int dead : {1, 0}) {
+          auto st = db_->prepare(kOutboxOldest);
+          if (!st) return st.status();
+          (*st)->bind_text(1, t.destination);
+          (*st)->bind(2, static_cast<int64_t>(dead));
+          int rc = (*st)->step();
+          if (rc == SQLITE_ROW) {
+            victim = (*st)->int64(0);
+            length = (*st)->int64(1);
+            break;
+          }
+          if (rc != SQLITE_DONE) return db_->error(rc, "outbox oldest");
+        }
+        if (victim == 0) break;  // nothing left to drop (the totals say otherwise: trust the rows)
+        auto del = db_->prepare(kOutboxDeleteSeq);
+        if (!del) return del.status();
+        (*del)->bind(1, victim);
+        if (int rc = (*del)->step(); rc != SQLITE_DONE) return db_->error(rc, "outbox drop");
+        --messages;
+        bytes -= length;
+        ++out.dropped;
+      }
+      auto ins = db_->prepare(kOutboxInsert);
+      if (!ins) return ins.status();
+      StmtLease& s = *ins;
+      s->bind_text(1, t.destination);
+      s->bind_text(2, put.id);
+      s->bind_text(3, put.kind);
+      s->bind_text(4, put.content_type);
+      s->bind_blob(5, put.body);
+      s->bind(6, core::to_micros(put.created));
+      int rc = s->step();
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        return Status::conflict(fmt::format("the outbox of '{}' already holds message '{}'", t.destination, put.id));
+      }
+      if (rc != SQLITE_DONE) return db_->error(rc, "outbox insert");
+      out.stored = true;
+      if (out.dropped > 0) {
+        auto add = db_->prepare(kOutboxAddDropped);
+        if (!add) return add.status();
+        (*add)->bind_text(1, t.destination);
+        (*add)->bind(2, static_cast<int64_t>(out.dropped));
+        if (int arc = (*add)->step(); arc != SQLITE_DONE) return db_->error(arc, "count dropped");
+      }
+    }
+    return Status::ok();
+  }
+
+  // Inside the caller's transaction: the readings, sorted by the clustered key. Does not call
+  // failed(); the caller does.
+  Status insert_readings(std::vector<core::Reading>& rows) {
+    if (rows.empty()) return Status::ok();
     // Series ids first (this may create series), then sort by the clustered key so the
     // inserts walk each series' B-tree in order.
     std::vector<Planned> plan;
@@ -1237,11 +1671,11 @@ class SqliteStore final : public Store {
       const core::Reading& r = rows[i];
       if (!prev || prev->device != r.device || prev->sensor != r.sensor) {
         auto found = resolve(r.device, r.sensor);
-        if (!found) return failed(found.status());
+        if (!found) return found.status();
         series = *found;
       }
       if (!r.unit.empty() && r.unit != series->unit) {
-        if (auto s = set_unit(*series, r.unit); !s) return failed(s);
+        if (auto s = set_unit(*series, r.unit); !s) return s;
       }
       plan.push_back({series->id, core::to_micros(r.ts), static_cast<uint32_t>(i), series});
       prev = &r;
@@ -1253,7 +1687,7 @@ class SqliteStore final : public Store {
     });
 
     auto ins = db_->prepare(kInsertReading);
-    if (!ins) return failed(ins.status());
+    if (!ins) return ins.status();
     StmtLease& insert = *ins;
     for (size_t i = 0; i < plan.size(); ++i) {
       const Planned& p = plan[i];
@@ -1265,27 +1699,52 @@ class SqliteStore final : public Store {
       bind_reading(*insert, p, r);
       int rc = insert->step();
       sqlite3_reset(insert->get());
-      if (rc != SQLITE_DONE) return failed(db_->error(rc, "insert reading"));
+      if (rc != SQLITE_DONE) return db_->error(rc, "insert reading");
       if (db_->changes() == 1) {
         account(*p.s, 1);
         continue;
       }
       auto upd = db_->prepare(kReplaceReading);
-      if (!upd) return failed(upd.status());
+      if (!upd) return upd.status();
       bind_reading(**upd, p, r);
-      if (int urc = (*upd)->step(); urc != SQLITE_DONE) {
-        return failed(db_->error(urc, "replace reading"));
-      }
+      if (int urc = (*upd)->step(); urc != SQLITE_DONE) return db_->error(urc, "replace reading");
     }
-    if (auto s = insert_events(events); !s) return failed(s);
-    Status s = finish(txn);
-    if (s) {
-      commit_seconds_->observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
-      rows_written_->inc(rows.size());
-      events_written_->inc(events.size());
-      rows_since_retention_ += rows.size() + events.size();
-    }
-    return s;
+    return Status::ok();
+  }
+
+  // Queues one item made by `make` unless the store is closed or its queue is full; the
+  // refusal otherwise (the caller reports it outside the lock: a `done` may queue again).
+  template <typename Make>
+  Status enqueue_one(Make&& make) {
+    std::lock_guard lk(mu_);
+    size_t queued = shared_->queued.load();
+    if (stop_) return Status::unavailable("store closed");
+    if (queued + 1 > kMaxQueuedRows) return Status::busy(fmt::format("store queue full ({} rows waiting)", queued));
+    shared_->queued.fetch_add(1);
+    queue_.emplace_back(make());
+    cv_.notify_one();
+    return Status::ok();
+  }
+
+  Result<size_t> dead_letters_change(const std::string& destination, const std::string& id, const char* one,
+                                     const char* all, const char* what) {
+    if (destination.empty()) return Status::invalid("a destination is required");
+    size_t changed = 0;
+    Status s = run_on_writer([&] {
+      return write_txn([&](Db& db) -> Status {
+        auto st = db.prepare(id.empty() ? all : one);
+        if (!st) return st.status();
+        (*st)->bind_text(1, destination);
+        if (!id.empty()) (*st)->bind_text(2, id);
+        if (int rc = (*st)->step(); rc != SQLITE_DONE) return db.error(rc, what);
+        changed = static_cast<size_t>(db.changes());
+        if (!id.empty() && changed == 0)
+          return Status::not_found(fmt::format("no dead letter '{}' for '{}'", id, destination));
+        return Status::ok();
+      });
+    });
+    if (!s) return s;
+    return changed;
   }
 
   // In queue order, so ids follow it.
@@ -1805,6 +2264,15 @@ Status set_pragmas(Db& db, const config::StoreConfig& cfg) {
   const char* sync =
       cfg.synchronous == "full" ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
   if (auto s = db.exec(sync); !s) return s;
+  if (cfg.max_size > 0) {
+    // A quota inside the file: once the database would grow past it, writes fail with
+    // SQLITE_FULL ("database or disk is full") like on a full disk, and are reported as such.
+    // Deleting rows still works (freed pages are reused), so delivering the outbox makes room.
+    auto page = db.query_text("PRAGMA page_size");
+    if (!page) return page.status();
+    uint64_t pages = std::max<uint64_t>(1, cfg.max_size / std::max<uint64_t>(1, std::stoull(*page)));
+    if (auto s = db.exec(fmt::format("PRAGMA max_page_count = {}", pages).c_str()); !s) return s;
+  }
   // Debian builds SQLite with SECURE_DELETE on, which zeroes every deleted row and roughly
   // doubles the I/O of retention; FAST still zeroes whenever that costs no extra I/O.
   // The writer's cache holds the hot leaf pages of many series; the WAL file is truncated back

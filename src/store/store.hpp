@@ -123,6 +123,80 @@ struct SummaryKey {
   core::TimePoint period_start{};
 };
 
+// ---- The outbox: messages waiting to leave the device, per destination (see upstream/).
+
+// Where one message goes, with that destination's cap: at most max_messages messages and
+// max_bytes bytes of bodies in its outbox (pending and dead letters together; 0: no cap).
+struct OutboxTarget {
+  std::string destination;
+  size_t max_messages = 0;
+  size_t max_bytes = 0;
+  bool drop_oldest = true;  // over the cap: delete the oldest messages (true) or refuse this one
+};
+
+// A message to put in the outbox once for each of `targets`, under the same id.
+struct OutboxPut {
+  std::vector<OutboxTarget> targets{};
+  std::string id{};            // idempotency key: a destination that holds it already keeps what it has
+  std::string kind{};
+  std::string content_type{};
+  std::string body{};          // any bytes (a JSON document, a JPEG)
+  core::TimePoint created{};
+};
+
+// What became of a put, per target (same order as OutboxPut::targets).
+struct OutboxPutResult {
+  bool stored = false;   // written to that destination's outbox
+  bool refused = false;  // not written: over the cap under refuse_new, or larger than max_bytes
+  bool duplicate = false;  // not written: that destination holds a message of this id already
+  size_t dropped = 0;    // oldest messages deleted to make room (drop_oldest)
+  std::string why;       // why it was refused
+};
+struct OutboxOutcome {
+  std::vector<OutboxPutResult> targets;
+};
+
+struct OutboxMessage {
+  int64_t seq = 0;  // delivery order: increases with every put, never reused
+  std::string destination, id, kind, content_type, body;
+  core::TimePoint created{};
+  uint32_t attempts = 0;   // failed delivery attempts so far
+  std::string last_error;  // of the latest failed attempt ("" when none)
+  bool dead = false;       // in the dead letters: no longer delivered until retried
+  std::optional<core::TimePoint> dead_at{};
+};
+
+// One destination's outbox. Totals are kept by triggers in the same transactions as the rows
+// they count, so reading them costs one small row per destination.
+struct OutboxStats {
+  std::string destination;
+  uint64_t pending = 0;        // messages waiting for delivery
+  uint64_t bytes = 0;          // bytes of bodies, pending and dead letters
+  uint64_t dead = 0;           // dead letters
+  uint64_t delivered = 0;      // ever deleted as delivered (persists across restarts)
+  uint64_t dropped = 0;        // ever deleted to make room under drop_oldest (persists)
+  std::optional<core::TimePoint> oldest_pending{};  // `created` of the oldest pending message
+};
+
+// ---- Ingest from other Outposts (a hub's POST /api/ingest).
+
+// One message an edge sent: its id and what it holds — readings, or an event (a summary is an
+// event of kind "summary").
+struct IngestItem {
+  std::string id{};
+  std::vector<core::Reading> readings{};
+  std::optional<core::Event> event{};
+};
+struct IngestResult {
+  size_t accepted = 0;    // items stored now
+  size_t duplicates = 0;  // items whose (source, id) was already stored: skipped
+  std::vector<bool> fresh;            // per item: stored now
+  std::vector<core::Event> events;    // the events stored now, with their ids
+};
+// Ids of ingested messages are kept this long to recognise retries; an edge retries within
+// its backoff (minutes), so a week is far more than needed.
+inline constexpr std::chrono::hours kIngestIdsMaxAge{24 * 7};
+
 struct Health {
   bool ok = false;     // open, writer running, last write transaction succeeded
   std::string detail;  // "ok", or what is wrong and since when
@@ -270,6 +344,62 @@ class Store {
   virtual core::Status delete_rule(const std::string& id) = 0;
   virtual core::Status replace_config_rules(const std::vector<StoredRule>& rules) = 0;
   virtual core::Result<std::vector<StoredRule>> load_rules() const = 0;
+
+  // ---- Outbox (upstream/ is its only user).
+  using OutboxDone = std::function<void(core::Result<OutboxOutcome>)>;
+  using EventOutboxDone = std::function<void(core::Result<int64_t>, OutboxOutcome)>;
+
+  // Queues `put` for the writer thread (same FIFO and same guarantees as append_event): `done`
+  // runs exactly once, on the writer thread after COMMIT, with what became of each target, or
+  // with the error if the transaction failed (then nothing was written). On the caller's thread
+  // before returning: invalid (no target, an empty id, destination or kind), busy (queue full),
+  // unavailable (closed). Each target's cap is checked and applied (drop_oldest deletes the
+  // oldest messages of that destination, refuse_new leaves that target out) in the same
+  // transaction as the insert. The id is an idempotency key: a target that holds a message of
+  // that id already is left as it is (its result says `duplicate`).
+  virtual void outbox_put(OutboxPut put, OutboxDone done) = 0;
+
+  // append_event() and outbox_put() in ONE transaction: the event is stored, and the outbox
+  // message (built by the caller from the event) with it, so a crash cannot keep one without
+  // the other. A refused target does not refuse the event: `done` gets the event's id and the
+  // outcome per target. On failure neither was written and the outcome is empty.
+  virtual void append_event_outbox(core::Event e, OutboxPut put, EventOutboxDone done) = 0;
+
+  // The oldest `limit` pending messages of `destination`, oldest first. Committed rows only.
+  virtual core::Result<std::vector<OutboxMessage>> outbox_pending(const std::string& destination,
+                                                                   size_t limit) const = 0;
+  // Deletes these messages of `destination` (delivered: counted in `delivered`). Ids that are
+  // not there are ignored. Synchronous: committed on return.
+  virtual core::Status outbox_delivered(const std::string& destination, const std::vector<std::string>& ids) = 0;
+  // A failed delivery attempt of these messages: attempts + 1, last_error = error. Synchronous.
+  virtual core::Status outbox_failed(const std::string& destination, const std::vector<std::string>& ids,
+                                     const std::string& error) = 0;
+  // Moves one message to the dead letters with `error`. not_found if it is not pending.
+  virtual core::Status outbox_kill(const std::string& destination, const std::string& id, const std::string& error) = 0;
+  // Dead letters, by seq ascending, after `after_seq` (0: from the first); "" = every destination.
+  virtual core::Result<std::vector<OutboxMessage>> outbox_dead(const std::string& destination, int64_t after_seq,
+                                                               size_t limit) const = 0;
+  // Puts dead letters back in line (at their place in the order, attempts reset): the one with
+  // that id, or every dead letter of the destination when `id` is empty. Returns how many;
+  // not_found when `id` names no dead letter.
+  virtual core::Result<size_t> outbox_retry_dead(const std::string& destination, const std::string& id) = 0;
+  // Deletes dead letters: the one with that id, or all of the destination when `id` is empty.
+  virtual core::Result<size_t> outbox_delete_dead(const std::string& destination, const std::string& id) = 0;
+  // Every destination that has or had messages, by name.
+  virtual core::Result<std::vector<OutboxStats>> outbox_stats() const = 0;
+
+  // ---- Ingest (a hub's POST /api/ingest).
+
+  // Stores what `source` sent in ONE transaction, after what is already queued: items whose
+  // (source, id) is already known are skipped (a retry after a lost answer stores nothing
+  // twice); the others' readings and events are written and their ids remembered (for
+  // kIngestIdsMaxAge after `received`). Committed on return. Readings follow append()'s rules
+  // (same series and time: replaced); events get ids like append_event().
+  // Invalid for an empty source or id, a reading without device or sensor, an event without
+  // device or kind. Ids older than kIngestIdsMaxAge are forgotten a chunk at a time as batches
+  // come.
+  virtual core::Result<IngestResult> ingest(const std::string& source, std::vector<IngestItem> items,
+                                            core::TimePoint received) = 0;
 
   // Returns when everything queued before the call has been committed or has failed (failures
   // are reported to the `done` callbacks; flush itself only fails if the store is closed).

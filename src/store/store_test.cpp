@@ -851,6 +851,9 @@ TEST_F(StoreTest, MigratesAVersion1DatabaseKeepingItsData) {
   EXPECT_TRUE(store->query_summaries({})->empty());
   // ...and version 5's rules table.
   EXPECT_TRUE(store->load_rules()->empty());
+  // ...and the outbox's tables, empty.
+  EXPECT_TRUE(store->outbox_stats()->empty());
+  EXPECT_TRUE(store->outbox_pending("cloud", 10)->empty());
   store->close();
 
   // Migrated once: a second open changes nothing.
@@ -1583,6 +1586,401 @@ TEST_F(StoreTest, BucketsGiveCountMeanMinMaxPerAlignedWindow) {
   EXPECT_EQ(store->query_buckets({.device = "dev", .sensor = "temp"}, std::chrono::microseconds(0)).status().code(),
             core::Code::kInvalid);
   EXPECT_TRUE(store->query_buckets({.device = "nope", .sensor = "temp"}, std::chrono::minutes(1))->empty());
+}
+
+
+// ---- The outbox and ingest.
+
+namespace outbox_test {
+
+OutboxTarget to(const std::string& destination, size_t max_messages = 0, size_t max_bytes = 0,
+                bool drop_oldest = true) {
+  return OutboxTarget{destination, max_messages, max_bytes, drop_oldest};
+}
+
+OutboxPut msg(std::vector<OutboxTarget> targets, const std::string& id, std::string body = "{}",
+              const std::string& kind = "summary") {
+  return OutboxPut{std::move(targets), id, kind, "application/json", std::move(body), core::from_micros(kBase)};
+}
+
+// outbox_put() and wait for its `done`.
+Result<OutboxOutcome> put_sync(Store& store, OutboxPut p) {
+  std::promise<Result<OutboxOutcome>> done;
+  auto f = done.get_future();
+  store.outbox_put(std::move(p), [&](Result<OutboxOutcome> r) { done.set_value(std::move(r)); });
+  return f.get();
+}
+
+std::vector<std::string> ids_of(const std::vector<OutboxMessage>& ms) {
+  std::vector<std::string> out;
+  for (const auto& m : ms) out.push_back(m.id);
+  return out;
+}
+
+std::optional<OutboxStats> stats_of(Store& store, const std::string& destination) {
+  auto all = store.outbox_stats();
+  EXPECT_TRUE(all.is_ok()) << all.status().to_string();
+  if (!all) return std::nullopt;
+  for (const auto& s : *all)
+    if (s.destination == destination) return s;
+  return std::nullopt;
+}
+
+using V = std::vector<std::string>;
+
+}  // namespace outbox_test
+
+using namespace outbox_test;
+
+TEST_F(StoreTest, OutboxKeepsMessagesInOrderPerDestinationUntilDelivered) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::string jpeg("\xff\xd8\x00binary\x00\xff\xd9", 12);
+  for (int i = 1; i <= 3; ++i) {
+    auto r = put_sync(*store, msg({to("a"), to("b")}, fmt::format("m{}", i), i == 2 ? jpeg : "{\"n\":1}"));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    ASSERT_EQ(r->targets.size(), 2u);
+    EXPECT_TRUE(r->targets[0].stored && r->targets[1].stored);
+  }
+  auto a = store->outbox_pending("a", 10);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_EQ(ids_of(*a), (V{"m1", "m2", "m3"}));
+  EXPECT_EQ((*a)[1].body, jpeg);  // bytes as given, NULs included
+  EXPECT_EQ((*a)[0].kind, "summary");
+  EXPECT_EQ((*a)[0].content_type, "application/json");
+  EXPECT_EQ(core::to_micros((*a)[0].created), kBase);
+  EXPECT_LT((*a)[0].seq, (*a)[1].seq);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 2)), (V{"m1", "m2"}));
+  EXPECT_TRUE(store->outbox_pending("a", 0)->empty());
+  EXPECT_TRUE(store->outbox_pending("nowhere", 10)->empty());
+
+  ASSERT_TRUE(store->outbox_delivered("a", {"m1", "m2", "not-there"}));
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m3"}));
+  EXPECT_EQ(ids_of(*store->outbox_pending("b", 10)), (V{"m1", "m2", "m3"}));  // b is apart
+  auto sa = stats_of(*store, "a");
+  ASSERT_TRUE(sa);
+  EXPECT_EQ(sa->pending, 1u);
+  EXPECT_EQ(sa->delivered, 2u);
+  EXPECT_EQ(sa->bytes, 7u);
+  EXPECT_EQ(sa->dead, 0u);
+  ASSERT_TRUE(sa->oldest_pending);
+  EXPECT_EQ(core::to_micros(*sa->oldest_pending), kBase);
+  auto sb = stats_of(*store, "b");
+  EXPECT_EQ(sb->pending, 3u);
+  EXPECT_EQ(sb->bytes, 7u + 7u + 12u);
+
+  // An id a destination holds already is the same message offered again (a producer's retry
+  // after a crash): that destination keeps what it has, the others take it.
+  auto dup = put_sync(*store, msg({to("c"), to("b")}, "m3"));
+  ASSERT_TRUE(dup.is_ok()) << dup.status().to_string();
+  ASSERT_EQ(dup->targets.size(), 2u);
+  EXPECT_TRUE(dup->targets[0].stored);
+  EXPECT_FALSE(dup->targets[0].duplicate);
+  EXPECT_FALSE(dup->targets[1].stored);
+  EXPECT_TRUE(dup->targets[1].duplicate);
+  EXPECT_EQ(ids_of(*store->outbox_pending("c", 10)), (V{"m3"}));
+  EXPECT_EQ(ids_of(*store->outbox_pending("b", 10)), (V{"m1", "m2", "m3"}));
+  ASSERT_TRUE(store->outbox_delivered("c", {"m3"}));
+  // Bad puts are refused on the caller's thread.
+  EXPECT_EQ(put_sync(*store, msg({}, "x")).status().code(), Code::kInvalid);
+  EXPECT_EQ(put_sync(*store, msg({to("a")}, "")).status().code(), Code::kInvalid);
+  EXPECT_EQ(put_sync(*store, msg({to("")}, "x")).status().code(), Code::kInvalid);
+
+  // Across a restart: same messages, same order, and new ones still come after them even once
+  // everything before was delivered (sequence numbers are never reused).
+  int64_t last_seq = store->outbox_pending("b", 10)->back().seq;
+  store->close();
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(ids_of(*store->outbox_pending("b", 10)), (V{"m1", "m2", "m3"}));
+  EXPECT_EQ(stats_of(*store, "a")->delivered, 2u);
+  ASSERT_TRUE(store->outbox_delivered("b", {"m1", "m2", "m3"}));
+  ASSERT_TRUE(put_sync(*store, msg({to("b")}, "m4")).is_ok());
+  EXPECT_GT(store->outbox_pending("b", 10)->front().seq, last_seq);
+}
+
+TEST_F(StoreTest, OutboxAttemptsDeadLettersRetryAndDelete) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  for (const char* id : {"m1", "m2", "m3"}) ASSERT_TRUE(put_sync(*store, msg({to("a")}, id)).is_ok());
+  ASSERT_TRUE(store->outbox_failed("a", {"m1", "m2"}, "connection refused"));
+  ASSERT_TRUE(store->outbox_failed("a", {"m1"}, "HTTP 503"));
+  auto p = *store->outbox_pending("a", 10);
+  EXPECT_EQ(p[0].attempts, 2u);
+  EXPECT_EQ(p[0].last_error, "HTTP 503");
+  EXPECT_EQ(p[1].attempts, 1u);
+  EXPECT_EQ(p[2].attempts, 0u);
+  EXPECT_EQ(p[2].last_error, "");
+
+  ASSERT_TRUE(store->outbox_kill("a", "m2", "HTTP 400: bad body"));
+  EXPECT_EQ(store->outbox_kill("a", "m2", "again").code(), Code::kNotFound);  // not pending any more
+  EXPECT_EQ(store->outbox_kill("a", "zz", "x").code(), Code::kNotFound);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m1", "m3"}));
+  auto dead = store->outbox_dead("a", 0, 10);
+  ASSERT_TRUE(dead.is_ok()) << dead.status().to_string();
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].id, "m2");
+  EXPECT_TRUE((*dead)[0].dead);
+  EXPECT_TRUE((*dead)[0].dead_at);
+  EXPECT_EQ((*dead)[0].attempts, 2u);
+  EXPECT_EQ((*dead)[0].last_error, "HTTP 400: bad body");
+  EXPECT_EQ(store->outbox_dead("", 0, 10)->size(), 1u);  // every destination
+  EXPECT_TRUE(store->outbox_dead("a", (*dead)[0].seq, 10)->empty());  // paged past it
+  auto s = stats_of(*store, "a");
+  EXPECT_EQ(s->pending, 2u);
+  EXPECT_EQ(s->dead, 1u);
+
+  // Retried: back at its place in the order, attempts from zero.
+  auto retried = store->outbox_retry_dead("a", "m2");
+  ASSERT_TRUE(retried.is_ok());
+  EXPECT_EQ(*retried, 1u);
+  p = *store->outbox_pending("a", 10);
+  EXPECT_EQ(ids_of(p), (V{"m1", "m2", "m3"}));
+  EXPECT_EQ(p[1].attempts, 0u);
+  EXPECT_EQ(store->outbox_retry_dead("a", "m2").status().code(), Code::kNotFound);
+  EXPECT_EQ(store->outbox_retry_dead("", "").status().code(), Code::kInvalid);
+
+  ASSERT_TRUE(store->outbox_kill("a", "m1", "x"));
+  ASSERT_TRUE(store->outbox_kill("a", "m3", "x"));
+  EXPECT_EQ(*store->outbox_delete_dead("a", "m1"), 1u);
+  EXPECT_EQ(store->outbox_delete_dead("a", "m1").status().code(), Code::kNotFound);
+  EXPECT_EQ(*store->outbox_delete_dead("a", ""), 1u);  // all (m3)
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m2"}));
+  s = stats_of(*store, "a");
+  EXPECT_EQ(s->pending, 1u);
+  EXPECT_EQ(s->dead, 0u);
+  EXPECT_EQ(s->delivered, 0u);  // deleting dead letters is not delivering them
+  ASSERT_TRUE(store->outbox_kill("a", "m2", "x"));
+  EXPECT_EQ(*store->outbox_retry_dead("a", ""), 1u);
+  EXPECT_EQ(stats_of(*store, "a")->pending, 1u);
+}
+
+TEST_F(StoreTest, OutboxCapDropOldestDeletesDeadLettersThenTheOldestAndCountsThem) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  for (int i = 1; i <= 5; ++i) {
+    auto r = put_sync(*store, msg({to("a", 3), to("b")}, fmt::format("m{}", i)));
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_TRUE(r->targets[0].stored);
+    EXPECT_EQ(r->targets[0].dropped, i > 3 ? 1u : 0u) << i;
+    EXPECT_EQ(r->targets[1].dropped, 0u);
+  }
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m3", "m4", "m5"}));
+  EXPECT_EQ(stats_of(*store, "a")->dropped, 2u);
+  EXPECT_EQ(store->outbox_pending("b", 10)->size(), 5u);  // b has no cap
+
+  // A dead letter goes before any pending message.
+  ASSERT_TRUE(store->outbox_kill("a", "m4", "x"));
+  ASSERT_TRUE(put_sync(*store, msg({to("a", 3)}, "m6")).is_ok());
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m3", "m5", "m6"}));
+  EXPECT_TRUE(store->outbox_dead("a", 0, 10)->empty());
+
+  // By bytes: 10-byte bodies, at most 1024 bytes... and one larger than the cap is refused.
+  for (int i = 0; i < 120; ++i) {
+    ASSERT_TRUE(put_sync(*store, msg({to("c", 0, 1024)}, fmt::format("c{}", i), std::string(10, 'x'))).is_ok());
+  }
+  auto c = stats_of(*store, "c");
+  EXPECT_EQ(c->pending, 102u);
+  EXPECT_EQ(c->bytes, 1020u);
+  EXPECT_EQ(c->dropped, 18u);
+  EXPECT_EQ(store->outbox_pending("c", 1)->front().id, "c18");
+  auto big = put_sync(*store, msg({to("c", 0, 1024), to("b")}, "big", std::string(2000, 'x')));
+  ASSERT_TRUE(big.is_ok());
+  EXPECT_TRUE(big->targets[0].refused);
+  EXPECT_NE(big->targets[0].why.find("larger"), std::string::npos) << big->targets[0].why;
+  EXPECT_TRUE(big->targets[1].stored);
+  EXPECT_EQ(stats_of(*store, "c")->pending, 102u);  // nothing was dropped for it
+}
+
+TEST_F(StoreTest, OutboxCapRefuseNewLeavesThatDestinationOutAndSaysWhy) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  for (int i = 1; i <= 2; ++i) ASSERT_TRUE(put_sync(*store, msg({to("a", 2, 0, false)}, fmt::format("m{}", i))).is_ok());
+  auto r = put_sync(*store, msg({to("a", 2, 0, false), to("b", 2, 0, false)}, "m3"));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->targets[0].refused);
+  EXPECT_FALSE(r->targets[0].stored);
+  EXPECT_NE(r->targets[0].why.find("full"), std::string::npos) << r->targets[0].why;
+  EXPECT_NE(r->targets[0].why.find("'a'"), std::string::npos) << r->targets[0].why;
+  EXPECT_TRUE(r->targets[1].stored);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m1", "m2"}));
+  EXPECT_EQ(stats_of(*store, "a")->dropped, 0u);
+  // Room again once one is delivered.
+  ASSERT_TRUE(store->outbox_delivered("a", {"m1"}));
+  r = put_sync(*store, msg({to("a", 2, 0, false)}, "m3"));
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(r->targets[0].stored);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m2", "m3"}));
+}
+
+TEST_F(StoreTest, EventAndItsOutboxMessageCommitTogetherOrNotAtAll) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto put_event = [&](const std::string& id, std::vector<OutboxTarget> targets) {
+    std::promise<std::pair<Result<int64_t>, OutboxOutcome>> done;
+    auto f = done.get_future();
+    store->append_event_outbox(event("d", "command", kBase), msg(std::move(targets), id, "{}", "command"),
+                               [&](Result<int64_t> e, OutboxOutcome o) { done.set_value({std::move(e), std::move(o)}); });
+    return f.get();
+  };
+  auto [id, outcome] = put_event("e1", {to("a")});
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  ASSERT_EQ(outcome.targets.size(), 1u);
+  EXPECT_TRUE(outcome.targets[0].stored);
+  EXPECT_EQ(store->events_count(), 1u);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"e1"}));
+
+  // A full destination under refuse_new does not refuse the event itself.
+  ASSERT_TRUE(put_sync(*store, msg({to("full", 1, 0, false)}, "x")).is_ok());
+  auto [id2, outcome2] = put_event("e2", {to("full", 1, 0, false), to("a")});
+  ASSERT_TRUE(id2.is_ok());
+  EXPECT_TRUE(outcome2.targets[0].refused);
+  EXPECT_TRUE(outcome2.targets[1].stored);
+  EXPECT_EQ(store->events_count(), 2u);
+
+  // A failing transaction keeps neither.
+  store->TEST_fail_writes(true);
+  auto [id3, outcome3] = put_event("e3", {to("a")});
+  EXPECT_EQ(id3.status().code(), Code::kIo);
+  EXPECT_TRUE(outcome3.targets.empty());
+  store->TEST_fail_writes(false);
+  EXPECT_EQ(store->events_count(), 2u);
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"e1", "e2"}));
+  // Invalid events are refused at once.
+  std::optional<Status> refused;
+  store->append_event_outbox(event("", "command", kBase), msg({to("a")}, "e4"),
+                             [&](Result<int64_t> e, OutboxOutcome) { refused = e.status(); });
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code(), Code::kInvalid);
+}
+
+TEST_F(StoreTest, FailingWritesLoseNothingTheOutboxAccepted) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  for (const char* id : {"m1", "m2"}) ASSERT_TRUE(put_sync(*store, msg({to("a")}, id)).is_ok());
+  store->TEST_fail_writes(true);
+  EXPECT_EQ(put_sync(*store, msg({to("a")}, "m3")).status().code(), Code::kIo);
+  EXPECT_EQ(store->outbox_delivered("a", {"m1"}).code(), Code::kIo);
+  EXPECT_EQ(store->outbox_failed("a", {"m1"}, "x").code(), Code::kIo);
+  EXPECT_EQ(store->outbox_kill("a", "m1", "x").code(), Code::kIo);
+  auto ingested = store->ingest("edge", {IngestItem{"i1", {reading("e", "t", kBase, 1)}, std::nullopt}}, core::now());
+  EXPECT_EQ(ingested.status().code(), Code::kIo);
+  EXPECT_FALSE(store->health().ok);
+  store->TEST_fail_writes(false);
+  // What was accepted is all there, untouched; what failed left no trace.
+  auto p = *store->outbox_pending("a", 10);
+  EXPECT_EQ(ids_of(p), (V{"m1", "m2"}));
+  EXPECT_EQ(p[0].attempts, 0u);
+  EXPECT_EQ(stats_of(*store, "a")->delivered, 0u);
+  EXPECT_EQ(store->readings_count(), 0u);
+  // The failed ingest did not remember its id: the edge's retry is stored, not a duplicate.
+  ingested = store->ingest("edge", {IngestItem{"i1", {reading("e", "t", kBase, 1)}, std::nullopt}}, core::now());
+  ASSERT_TRUE(ingested.is_ok()) << ingested.status().to_string();
+  EXPECT_EQ(ingested->accepted, 1u);
+  EXPECT_EQ(store->readings_count(), 1u);
+  store->close();
+  store = open();
+  EXPECT_EQ(ids_of(*store->outbox_pending("a", 10)), (V{"m1", "m2"}));
+}
+
+TEST_F(StoreTest, IngestStoresOnceAndSkipsIdsAlreadyStored) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto batch = [&] {
+    std::vector<IngestItem> items;
+    items.push_back({"r1", {reading("edge-1", "temp", kBase, 21.5, "C"), reading("edge-1", "temp", kBase + kSecond, 22)},
+                     std::nullopt});
+    items.push_back({"s1", {}, event("edge-1", "summary", kBase, R"({"mean":21.75})")});
+    items.push_back({"e1", {}, event("edge-1", "button", kBase + kSecond, R"({"pressed":true})")});
+    items.push_back({"e1", {}, event("edge-1", "button", kBase + kSecond)});  // the same id again in one batch
+    return items;
+  };
+  auto first = store->ingest("edge-1", batch(), core::now());
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->accepted, 3u);
+  EXPECT_EQ(first->duplicates, 1u);
+  EXPECT_EQ(first->fresh, (std::vector<bool>{true, true, true, false}));
+  ASSERT_EQ(first->events.size(), 2u);
+  EXPECT_GT(first->events[0].id, 0);
+  EXPECT_EQ(first->events[1].kind, "button");
+  EXPECT_EQ(store->readings_count(), 2u);
+  EXPECT_EQ(store->events_count(), 2u);
+
+  // The retry after a lost answer: nothing new.
+  auto again = store->ingest("edge-1", batch(), core::now());
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->accepted, 0u);
+  EXPECT_EQ(again->duplicates, 4u);
+  EXPECT_TRUE(again->events.empty());
+  EXPECT_EQ(store->readings_count(), 2u);
+  EXPECT_EQ(store->events_count(), 2u);
+  auto temps = *store->query({.device = "edge-1", .sensor = "temp"});
+  ASSERT_EQ(temps.size(), 2u);
+  EXPECT_EQ(temps[0].unit, "C");
+  EXPECT_EQ(store->query_events({.kind = "summary"})->front().payload, R"({"mean":21.75})");
+
+  // Ids are per source; and they survive a restart.
+  auto other = store->ingest("edge-2", {{"r1", {reading("edge-2", "temp", kBase, 1)}, std::nullopt}}, core::now());
+  EXPECT_EQ(other->accepted, 1u);
+  store->close();
+  store = open();
+  EXPECT_EQ(store->ingest("edge-1", batch(), core::now())->duplicates, 4u);
+  EXPECT_EQ(store->events_count(), 2u);
+
+  // Invalid input is refused before anything is written.
+  EXPECT_EQ(store->ingest("", batch(), core::now()).status().code(), Code::kInvalid);
+  EXPECT_EQ(store->ingest("e", {{"", {}, std::nullopt}}, core::now()).status().code(), Code::kInvalid);
+  EXPECT_EQ(store->ingest("e", {{"x", {reading("", "t", kBase, 1)}, std::nullopt}}, core::now()).status().code(),
+            Code::kInvalid);
+  EXPECT_EQ(store->ingest("e", {{"x", {}, event("d", "", kBase)}}, core::now()).status().code(), Code::kInvalid);
+}
+
+TEST_F(StoreTest, IngestForgetsIdsOlderThanTheirMaxAge) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto now = core::now();
+  auto long_ago = now - kIngestIdsMaxAge - std::chrono::hours(1);
+  ASSERT_TRUE(store->ingest("edge", {{"old", {}, event("edge", "alert", kBase)}}, long_ago).is_ok());
+  ASSERT_TRUE(store->ingest("edge", {{"new", {}, event("edge", "alert", kBase)}}, now - std::chrono::hours(1)).is_ok());
+  EXPECT_EQ(sql_value("SELECT count(*) FROM ingested"), "2");
+  // The next batch expires what is too old (a chunk at a time), and keeps what is not.
+  auto r = store->ingest("edge", {{"new", {}, event("edge", "alert", kBase)}}, now);
+  EXPECT_EQ(r->duplicates, 1u);
+  EXPECT_EQ(sql_value("SELECT count(*) FROM ingested"), "1");
+  EXPECT_EQ(sql_value("SELECT id FROM ingested"), "new");
+}
+
+TEST_F(StoreTest, MaxSizeFailsGrowingWritesAsFullAndDeliveringMakesRoom) {
+  cfg_.max_size = 512 * 1024;
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::string body(8 * 1024, 'x');
+  int stored = 0;
+  Status failure;
+  for (int i = 0; i < 200; ++i) {
+    auto r = put_sync(*store, msg({to("a")}, fmt::format("m{}", i), body));
+    if (!r) {
+      failure = r.status();
+      break;
+    }
+    ++stored;
+  }
+  ASSERT_FALSE(failure.is_ok()) << "512 KiB held 200 messages of 8 KiB?";
+  EXPECT_GT(stored, 10);
+  EXPECT_EQ(failure.code(), Code::kIo);
+  EXPECT_NE(failure.message().find("full"), std::string::npos) << failure.to_string();
+  EXPECT_FALSE(store->health().ok);
+  EXPECT_NE(store->health().detail.find("full"), std::string::npos) << store->health().detail;
+  // Everything accepted is there; delivering frees pages for new messages.
+  auto pending = *store->outbox_pending("a", 1000);
+  ASSERT_EQ(pending.size(), static_cast<size_t>(stored));
+  std::vector<std::string> half;
+  for (int i = 0; i < stored / 2; ++i) half.push_back(pending[static_cast<size_t>(i)].id);
+  ASSERT_TRUE(store->outbox_delivered("a", half));
+  auto r = put_sync(*store, msg({to("a")}, "after", body));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(store->health().ok);
+  EXPECT_EQ(store->outbox_pending("a", 1000)->size(), static_cast<size_t>(stored - stored / 2 + 1));
 }
 
 }  // namespace

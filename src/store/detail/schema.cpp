@@ -137,6 +137,63 @@ CREATE TABLE rules (
   updated INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+    // Version 6: the upstream outbox and the ids of messages ingested from edges.
+    //
+    // outbox: one row per message and destination; seq (AUTOINCREMENT: never reused, even
+    // after the table was emptied) is the delivery order. outbox_pending serves "the oldest
+    // pending of a destination" and "its dead letters" straight off the index. outbox_totals
+    // is kept by triggers in whichever transaction changes the outbox, so the cap check and
+    // the API read one row per destination instead of counting a backlog of 100k rows; the
+    // writer adds `delivered` and `dropped` itself (a trigger cannot tell why a row went).
+    //
+    // ingested: (source, id) of every message stored by POST /api/ingest, in the same
+    // transaction as what it carried, so a retry is recognised even after a crash. Kept for
+    // kIngestIdsMaxAge (by `received`).
+    {6, R"sql(
+CREATE TABLE outbox (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  destination  TEXT NOT NULL,
+  id           TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  body         BLOB NOT NULL,
+  created      INTEGER NOT NULL,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT NOT NULL DEFAULT '',
+  dead         INTEGER NOT NULL DEFAULT 0,
+  dead_at      INTEGER,
+  UNIQUE (destination, id)
+);
+CREATE INDEX outbox_pending ON outbox (destination, dead, seq);
+CREATE TABLE outbox_totals (
+  destination TEXT PRIMARY KEY,
+  messages    INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  dead        INTEGER NOT NULL DEFAULT 0,
+  delivered   INTEGER NOT NULL DEFAULT 0,
+  dropped     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TRIGGER outbox_totals_insert AFTER INSERT ON outbox BEGIN
+  INSERT INTO outbox_totals (destination, messages, bytes, dead)
+    VALUES (new.destination, 1, length(new.body), new.dead)
+    ON CONFLICT (destination) DO UPDATE SET messages = messages + 1,
+      bytes = bytes + length(new.body), dead = dead + new.dead;
+END;
+CREATE TRIGGER outbox_totals_delete AFTER DELETE ON outbox BEGIN
+  UPDATE outbox_totals SET messages = messages - 1, bytes = bytes - length(old.body),
+    dead = dead - old.dead WHERE destination = old.destination;
+END;
+CREATE TRIGGER outbox_totals_dead AFTER UPDATE OF dead ON outbox WHEN new.dead != old.dead BEGIN
+  UPDATE outbox_totals SET dead = dead + new.dead - old.dead WHERE destination = new.destination;
+END;
+CREATE TABLE ingested (
+  source   TEXT NOT NULL,
+  id       TEXT NOT NULL,
+  received INTEGER NOT NULL,
+  PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+CREATE INDEX ingested_by_received ON ingested (received);
+)sql"},
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");

@@ -7,7 +7,7 @@
 namespace outpost::store::detail {
 
 // The user_version this build creates and understands.
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 // Brings the database up to kSchemaVersion in one IMMEDIATE transaction, so two processes
 // opening a fresh file at once cannot both migrate. Idempotent. A database whose version is
