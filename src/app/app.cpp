@@ -16,8 +16,6 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -398,29 +396,12 @@ int serve(const ConfigFlags& flags) {
   // retried by the aggregator.
   if (cfg.aggregator.summaries && outbox->wants("summary")) {
     aggregator.set_handoff([outbox](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
-      struct Join {
-        std::mutex mu;
-        size_t left;
-        core::Status first_error = core::Status::ok();
-        std::function<void(core::Status)> done;
-      };
-      auto join = std::make_shared<Join>();
-      join->left = xs.size();
-      join->done = std::move(done);
-      if (xs.empty()) return join->done(core::Status::ok());
-      for (const auto& x : xs) {
-        outbox->offer(
-            "summary", "application/json", core::summary_json(x).dump(),
-            [join](core::Status st) {
-              std::unique_lock lk(join->mu);
-              if (!st && st.code() != core::Code::kBusy && join->first_error) join->first_error = st;
-              if (--join->left > 0) return;
-              auto result = join->first_error;
-              lk.unlock();
-              join->done(result);
-            },
-            core::summary_id(x));
-      }
+      std::vector<upstream::Outbox::Item> items;
+      items.reserve(xs.size());
+      for (const auto& x : xs) items.push_back({core::summary_id(x), core::summary_json(x).dump()});
+      outbox->offer_all("summary", "application/json", std::move(items), [done = std::move(done)](core::Status st) {
+        done(st.code() == core::Code::kBusy ? core::Status::ok() : st);
+      });
     });
   }
   if (auto s = aggregator.start(); !s) spdlog::warn("aggregator: {}", s.to_string());

@@ -421,6 +421,43 @@ void Outbox::offer(std::string kind, std::string content_type, std::string body,
   });
 }
 
+void Outbox::offer_all(const std::string& kind, const std::string& content_type, std::vector<Item> messages,
+                       Done done) {
+  if (messages.empty()) {
+    if (done) done(Status::ok());
+    return;
+  }
+  struct Join {
+    std::mutex mu;
+    size_t left = 0;
+    Status error = Status::ok();  // the first store error
+    bool refused = false;
+    Done done;
+  };
+  auto join = std::make_shared<Join>();
+  join->left = messages.size();
+  join->done = std::move(done);
+  for (auto& m : messages) {
+    offer(
+        kind, content_type, std::move(m.body),
+        [join](Status st) {
+          std::unique_lock lk(join->mu);
+          if (st.code() == core::Code::kBusy) {
+            join->refused = true;
+          } else if (!st && join->error) {
+            join->error = std::move(st);
+          }
+          if (--join->left > 0) return;
+          Status result = !join->error ? join->error
+                          : join->refused ? Status::busy("some messages were refused by a destination's cap")
+                                          : Status::ok();
+          lk.unlock();
+          if (join->done) join->done(std::move(result));
+        },
+        std::move(m.id));
+  }
+}
+
 void Outbox::record_event(core::Event e, store::Store::EventDone done) {
   auto to = impl_->takers(e.kind);
   if (to.empty()) return impl_->store.append_event(std::move(e), std::move(done));

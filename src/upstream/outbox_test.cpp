@@ -353,6 +353,44 @@ TEST_F(OutboxTest, RefuseNewTellsTheProducerAndCountsIt) {
   EXPECT_NE(text.find("outpost_upstream_refused_total{destination=\"roomy\"} 0"), std::string::npos) << text;
 }
 
+TEST_F(OutboxTest, OfferAllKeepsTheProducersIdsAndAnIdOfferedAgainIsTheSameMessage) {
+  cfg_.destinations = {dest("cloud")};
+  sink("cloud")->down = true;
+  make_outbox();
+  auto offer_all = [&](std::vector<Outbox::Item> items) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    outbox_->offer_all("summary", "application/json", std::move(items), [&](Status st) { p.set_value(std::move(st)); });
+    return f.get();
+  };
+  ASSERT_TRUE(offer_all({{"summary:a/t/1", "{\"n\":1}"}, {"summary:a/t/2", "{\"n\":2}"}}));
+  ASSERT_TRUE(offer_all({}));  // nothing to offer is done at once
+  // After a crash the producer hands over again what it could not see committed, and more.
+  ASSERT_TRUE(offer_all({{"summary:a/t/2", "{\"n\":2}"}, {"summary:a/t/3", "{\"n\":3}"}}));
+  EXPECT_EQ(pending("cloud"), (std::vector<std::string>{"summary:a/t/1", "summary:a/t/2", "summary:a/t/3"}));
+  {
+    std::lock_guard lk(sink("cloud")->mu);
+    sink("cloud")->down = false;
+  }
+  ASSERT_TRUE(eventually([&] { return got("cloud").size() == 3; }));
+  EXPECT_EQ(got("cloud"), (std::vector<std::string>{"summary:a/t/1", "summary:a/t/2", "summary:a/t/3"}));
+}
+
+TEST_F(OutboxTest, OfferAllSaysBusyWhenACapRefusedSome) {
+  cfg_.destinations = {dest("full")};
+  cfg_.destinations[0].max_messages = 2;
+  cfg_.destinations[0].overflow = "refuse_new";
+  sink("full")->down = true;
+  make_outbox();
+  std::promise<Status> p;
+  auto f = p.get_future();
+  outbox_->offer_all("summary", "application/json", {{"x1", "{}"}, {"x2", "{}"}, {"x3", "{}"}},
+                     [&](Status st) { p.set_value(std::move(st)); });
+  Status st = f.get();
+  EXPECT_EQ(st.code(), Code::kBusy) << st.to_string();
+  EXPECT_EQ(pending("full"), (std::vector<std::string>{"x1", "x2"}));
+}
+
 TEST_F(OutboxTest, DropOldestKeepsTheNewestAndCountsWhatItDropped) {
   cfg_.destinations = {dest("cloud")};
   cfg_.destinations[0].max_messages = 3;

@@ -130,6 +130,15 @@ class Outbox {
   using Done = std::function<void(core::Status)>;
   void offer(std::string kind, std::string content_type, std::string body, Done done, std::string id = {});
 
+  // offer() of each of `messages` ({id, body}, all of one kind and content type); `done` once,
+  // after the last commit: ok, busy when some destination refused some of them (their caps), or
+  // the first store error.
+  struct Item {
+    std::string id;
+    std::string body;
+  };
+  void offer_all(const std::string& kind, const std::string& content_type, std::vector<Item> messages, Done done);
+
   // Stores an event and, in the same transaction, its outbox message for every destination that
   // takes its kind (as store::Store::append_event_outbox; an event no destination wants is a
   // plain append_event). `done` as append_event's: the committed id or the error.
