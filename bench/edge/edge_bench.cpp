@@ -4,11 +4,13 @@
 //   edge-bench reduction --sensors N [--window 5m] [--hours 24] --dir DIR
 //       One reading per second per sensor for a simulated day, replayed as fast as it goes through
 //       edge::Aggregator with a fake clock (ticked every simulated second) and a real store:
-//       readings in, summaries committed and handed over (what goes upstream), bytes of each.
+//       readings in, summaries committed and handed over to the outbox (what goes upstream),
+//       bytes of each.
 //   edge-bench ingest --readings N --series S --batch B [--no-summaries] --dir DIR
 //       Store::append in batches of B readings (S series, one reading per series per simulated
 //       second), the aggregator observing every batch first as the hub's observer does, and
-//       ticked every simulated second; readings/s from the first append until flush() returns.
+//       ticked every simulated second, its summaries committed to the outbox; readings/s from the
+//       first append until flush() returns.
 //   edge-bench commit --count N [--synchronous normal|full] --dir DIR
 //       Store::append_sync of one reading at a time: durable commits per second.
 //
@@ -28,6 +30,7 @@
 #include "core/core.hpp"
 #include "edge/edge.hpp"
 #include "store/store.hpp"
+#include "upstream/upstream.hpp"
 
 namespace {
 
@@ -93,16 +96,40 @@ std::unique_ptr<store::Store> open_store(const Args& a, core::Registry& metrics)
   return std::move(s.value());
 }
 
-// What leaves the device. Here the lead adds the outbox: enqueue each summary (id
-// core::summary_id, body core::summary_json) and call `done` after the outbox's commit, so the
-// ingest benchmark measures readings/s with summaries AND the outbox on. Until then it only counts.
+// What leaves the device: the real upstream::Outbox over the same store, with one destination
+// that takes summaries and is never started (an upstream that is down: every summary stays in
+// the outbox table, the costlier case). The handoff is the server's: offer_all under the
+// summaries' own ids, `done` after the outbox's commit. Messages and bytes are counted here.
 struct Upstream {
   std::atomic<uint64_t> messages{0}, bytes{0};
+  std::unique_ptr<upstream::Outbox> outbox;
+
+  Upstream(store::Store& store, core::Registry& metrics) {
+    config::UpstreamConfig cfg;
+    config::UpstreamDestination d;
+    d.name = "cloud";
+    d.url = "http://127.0.0.1:9/never";  // never started: nothing is sent
+    d.kinds = {"summary"};
+    d.max_messages = 10'000'000;
+    d.max_bytes = size_t{1} << 40;
+    cfg.destinations = {d};
+    auto o = upstream::Outbox::create(cfg, "bench-edge", store, metrics, [](const config::UpstreamDestination& x) {
+      return upstream::make_http_sink(x, "bench-edge");
+    });
+    if (!o) die(o.status().to_string());
+    outbox = std::move(*o);
+  }
+
   edge::Aggregator::Handoff handoff() {
     return [this](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
-      for (const auto& x : xs) bytes.fetch_add(core::summary_json(x).dump().size(), std::memory_order_relaxed);
+      std::vector<upstream::Outbox::Item> items;
+      items.reserve(xs.size());
+      for (const auto& x : xs) {
+        items.push_back({core::summary_id(x), core::summary_json(x).dump()});
+        bytes.fetch_add(items.back().body.size(), std::memory_order_relaxed);
+      }
       messages.fetch_add(xs.size(), std::memory_order_relaxed);
-      done(core::Status::ok());
+      outbox->offer_all("summary", "application/json", std::move(items), std::move(done));
     };
   }
 };
@@ -122,7 +149,7 @@ int reduction(const Args& a) {
   config::AggregatorConfig cfg;
   cfg.summary_window = a.window;
   edge::Aggregator agg(cfg, *store, bus, metrics, clock);
-  Upstream up;
+  Upstream up(*store, metrics);
   agg.set_handoff(up.handoff());
   if (auto s = agg.start(); !s) die(s.to_string());
   std::vector<core::Reading> second(static_cast<size_t>(a.sensors));
@@ -178,7 +205,7 @@ int ingest(const Args& a) {
   config::AggregatorConfig cfg;
   cfg.summary_window = a.window;
   edge::Aggregator agg(cfg, *store, bus, metrics, clock);
-  Upstream up;
+  Upstream up(*store, metrics);
   agg.set_handoff(up.handoff());
   if (auto s = agg.start(); !s) die(s.to_string());
   // S series: S/4 devices of 4 sensors each, as FIWARE packets bring them.
@@ -218,6 +245,8 @@ int ingest(const Args& a) {
     });
     if (a.summaries) agg.tick(clock.t);  // as the housekeeping thread would, once a (simulated) second
   }
+  // The readings and summaries, then the outbox messages the handoff queued after their commit.
+  if (auto s = store->flush(); !s) die(s.to_string());
   if (auto s = store->flush(); !s) die(s.to_string());
   double took = std::chrono::duration<double>(Clock::now() - t0).count();
   if (auto s = store->flush(); !s) die(s.to_string());  // the summaries' handoff marks
