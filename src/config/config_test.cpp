@@ -363,10 +363,11 @@ TEST(Config, ExampleFileDocumentsEveryKey) {
     EXPECT_NE(text.find(std::string("#   ") + k + " =", dest), std::string::npos)
         << "upstream.destinations " << k << " is not documented in " << path;
   }
-  // ...and that example, uncommented, is a valid destination.
+  // ...and that example (its block ends at the first blank line), uncommented, is a valid destination.
   std::string example = "[[upstream.destinations]]\n";
   std::istringstream lines(text.substr(dest));
   for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) break;
     if (line.rfind("#   ", 0) == 0 && line.size() > 4 && std::islower(static_cast<unsigned char>(line[4])) &&
         line.find(" = ") != std::string::npos && line.find(' ', 4) == line.find(" = "))
       example += line.substr(4) + "\n";
