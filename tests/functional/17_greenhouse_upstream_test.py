@@ -12,6 +12,7 @@ from upstream_servers import UpstreamServer
 
 rules_test = importlib.import_module("14_rules_test")
 BOARD = rules_test.BOARD
+servers = rules_test.servers  # the fixture that stops the servers a test started
 
 
 def config(url):
