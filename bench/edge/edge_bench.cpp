@@ -51,6 +51,7 @@ class FakeClock : public core::Clock {
 struct Args {
   std::string mode, dir, synchronous = "normal";
   long sensors = 1, readings = 2'000'000, series = 1000, batch = 1000, count = 2000, hours = 24;
+  long batch_max = 0;  // store.batch_max; 0 keeps the default
   std::chrono::milliseconds window{5 * 60'000};
   bool summaries = true;
 };
@@ -70,6 +71,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--readings") a.readings = std::stol(next());
     else if (k == "--series") a.series = std::stol(next());
     else if (k == "--batch") a.batch = std::stol(next());
+    else if (k == "--batch-max") a.batch_max = std::stol(next());
     else if (k == "--count") a.count = std::stol(next());
     else if (k == "--hours") a.hours = std::stol(next());
     else if (k == "--synchronous") a.synchronous = next();
@@ -91,6 +93,7 @@ std::unique_ptr<store::Store> open_store(const Args& a, core::Registry& metrics)
   config::StoreConfig cfg;
   cfg.data_dir = a.dir;
   cfg.synchronous = a.synchronous;
+  if (a.batch_max > 0) cfg.batch_max = static_cast<size_t>(a.batch_max);
   auto s = store::Store::open(cfg, &metrics);
   if (!s) die(s.status().to_string());
   return std::move(s.value());

@@ -41,7 +41,7 @@ struct StoreConfig {
   std::string data_dir = "./var";                  // SQLite database and other state live here
   size_t readings_max_per_series = 1'000'000;      // retention by count, per sensor
   milliseconds readings_max_age{30LL * 86'400'000};  // retention by age (default 30 days)
-  size_t batch_max = 1000;                         // rows per write transaction, at most
+  size_t batch_max = 50'000;                       // rows per write transaction, at most
   std::string synchronous = "normal";              // SQLite synchronous: "normal" or "full"
   milliseconds summaries_max_age{365LL * 86'400'000};  // retention of windowed summaries (1 year)
   // The database may grow to at most this many bytes (SQLite's max_page_count); writes beyond
@@ -229,6 +229,9 @@ struct UpstreamDestination {
 struct UpstreamConfig {
   milliseconds backoff_initial{1'000};  // first wait after a failed delivery
   milliseconds backoff_max{300'000};    // the wait doubles up to this (with jitter)
+  // The TLS plugin (outpost-tls.so, OpenSSL), loaded only for an https:// destination. Empty:
+  // beside the executable, else ../lib/outpost/.
+  std::string tls_plugin;
   std::vector<UpstreamDestination> destinations;
 };
 
