@@ -279,16 +279,16 @@ core::Result<std::unique_ptr<mqtt::HomeAssistant>> start_home_assistant(const co
 }
 
 // The transports of upstream destinations: the one place where a URL scheme maps to a Sink.
-// HTTP(S) (plain destinations and other Outpost hubs) is upstream/'s own; mqtt:// and mqtts://
-// are for the MQTT upstream sink, which this build does not have yet: such a destination stops
-// start-up rather than being ignored. (config/ has already checked the scheme is one of the four.)
+// HTTP(S) (plain destinations and other Outpost hubs) is upstream/'s own, https:// through the TLS
+// plugin; mqtt:// and mqtts:// are mqtt/'s upstream sink. (config/ has already checked the scheme
+// is one of the four.)
 upstream::SinkFactory upstream_sinks(const std::string& device_id, const config::MqttConfig& mqtt_cfg,
-                                     core::Registry& metrics) {
-  return [device_id, mqtt_cfg, &metrics](const config::UpstreamDestination& d)
+                                     const std::string& tls_plugin, core::Registry& metrics) {
+  return [device_id, mqtt_cfg, tls_plugin, &metrics](const config::UpstreamDestination& d)
              -> core::Result<std::unique_ptr<upstream::Sink>> {
     auto url = config::parse_url(d.url);
     std::string scheme = url ? url->scheme : "";
-    if (scheme == "http" || scheme == "https") return upstream::make_http_sink(d, device_id);
+    if (scheme == "http" || scheme == "https") return upstream::make_http_sink(d, device_id, tls_plugin);
     if (scheme == "mqtt" || scheme == "mqtts") {
       // Its own connection, with [mqtt]'s keepalive and reconnect backoff and the destination's
       // broker, credentials and CA.
@@ -363,7 +363,7 @@ int serve(const ConfigFlags& flags) {
   auth::LoginLimiter limiter(cfg.auth);
 
   // Everything that leaves the device goes through the outbox: committed first, then delivered.
-  auto outbox_r = upstream::Outbox::create(cfg.upstream, device_id, **store, metrics, upstream_sinks(device_id, cfg.mqtt, metrics));
+  auto outbox_r = upstream::Outbox::create(cfg.upstream, device_id, **store, metrics, upstream_sinks(device_id, cfg.mqtt, cfg.upstream.tls_plugin, metrics));
   if (!outbox_r) return fail(outbox_r.status());
   upstream::Outbox* outbox = outbox_r->get();
 

@@ -422,6 +422,9 @@ const std::vector<KeyDef>& defs() {
                              FIELD(upstream.backoff_initial), ms(10), hours(1)));
     v.push_back(duration_key({"upstream", "backoff_max", "duration", "the wait doubles (with jitter) up to this"},
                              FIELD(upstream.backoff_max), ms(10), hours(24)));
+    v.push_back(string_key({"upstream", "tls_plugin", "string",
+                            "path of outpost-tls.so; default: beside the executable, else ../lib/outpost/"},
+                           FIELD(upstream.tls_plugin)));
     return v;
   }();
   return d;

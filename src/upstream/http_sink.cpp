@@ -1,33 +1,48 @@
 // The HTTP(S) sink: POSTs batches to a URL with Boost.Beast, TLS by OpenSSL with the peer
 // verified (system CAs or ca_file) and its host name checked.
 //
+// Compiled twice. Into the server (outpost_upstream) without OpenSSL: make_http_sink() carries
+// http:// itself and loads the TLS plugin (outpost-tls.so) for https://, so a server with no
+// https:// destination never maps libssl and libcrypto (about 2 MB resident, issue 2's idle
+// RSS). Into the plugin and the unit tests with OUTPOST_UPSTREAM_TLS=1: detail::make_tls_http_sink()
+// carries both schemes.
+//
 // Each request runs on a private io_context on the calling (delivery) thread, under one timer
 // for the whole exchange (resolve, connect, handshake, write, read): Beast's synchronous calls
 // have no time-outs, and a hung upstream must cost at most the destination's timeout. One
 // connection per request: at the rates of summaries and alerts a kept-alive connection saves
 // nothing worth the stale-connection cases it brings.
 #include <fmt/format.h>
-#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <optional>
 
+#include "upstream/detail/tls_plugin.hpp"
 #include "upstream/upstream.hpp"
+
+#if OUTPOST_UPSTREAM_TLS
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
+#else
+#include "core/plugin.hpp"
+#endif
 
 namespace outpost::upstream {
 
 namespace {
 
 namespace net = boost::asio;
+#if OUTPOST_UPSTREAM_TLS
 namespace ssl = boost::asio::ssl;
+#endif
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
@@ -107,6 +122,7 @@ class Exchange {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       write();
     } else {
+#if OUTPOST_UPSTREAM_TLS
       std::string why;
       if (!before_handshake_(stream_, why)) {
         answer_.error = why;
@@ -117,6 +133,7 @@ class Exchange {
         if (ec) return fail(ec);
         write();
       });
+#endif
     }
   }
 
@@ -139,6 +156,7 @@ class Exchange {
       answer_.error = fmt::format("timed out {} (no answer within the destination's timeout)", step_);
     } else {
       std::string msg = ec.message();
+#if OUTPOST_UPSTREAM_TLS
       // OpenSSL's verification failures say more than "certificate verify failed" when asked.
       if (ec.category() == net::error::get_ssl_category()) {
         if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
@@ -146,6 +164,7 @@ class Exchange {
           if (v != X509_V_OK) msg += fmt::format(" ({})", X509_verify_cert_error_string(v));
         }
       }
+#endif
       answer_.error = fmt::format("{} {}:{}: {}", step_, url_.host, url_.port, msg);
     }
     finish();
@@ -172,10 +191,15 @@ class Exchange {
   bool timed_out_ = false;
 };
 
+#if OUTPOST_UPSTREAM_TLS
+using TlsContext = std::unique_ptr<ssl::context>;
+#else
+using TlsContext = std::nullptr_t;  // plain http:// only
+#endif
+
 class HttpSink final : public Sink {
  public:
-  HttpSink(const config::UpstreamDestination& d, config::Url url, std::string source,
-           std::unique_ptr<ssl::context> tls)
+  HttpSink(const config::UpstreamDestination& d, config::Url url, std::string source, TlsContext tls)
       : d_(d), url_(std::move(url)), source_(std::move(source)), tls_(std::move(tls)) {
     bool v6 = url_.host.find(':') != std::string::npos;
     host_header_ = v6 ? "[" + url_.host + "]" : url_.host;
@@ -256,41 +280,46 @@ class HttpSink final : public Sink {
     req.prepare_payload();
     auto deadline = SteadyClock::now() + timeout;
     net::io_context ioc;
-    if (!tls_) {
-      beast::tcp_stream stream(ioc);
-      return Exchange<beast::tcp_stream>(ioc, stream, url_, req, deadline).run({});
+#if OUTPOST_UPSTREAM_TLS
+    if (tls_) {
+      beast::ssl_stream<beast::tcp_stream> stream(ioc, *tls_);
+      auto before = [this](beast::ssl_stream<beast::tcp_stream>& s, std::string& why) {
+        // SNI, and the certificate must name the host (or IP address) of the URL.
+        beast::error_code ignored;
+        boost::system::error_code addr_ec;
+        net::ip::make_address(url_.host, addr_ec);
+        if (addr_ec && !SSL_set_tlsext_host_name(s.native_handle(), url_.host.c_str())) {
+          why = "TLS: cannot set the server name";
+          return false;
+        }
+        s.set_verify_callback(ssl::host_name_verification(url_.host), ignored);
+        return true;
+      };
+      return Exchange<beast::ssl_stream<beast::tcp_stream>>(ioc, stream, url_, req, deadline).run(before);
     }
-    beast::ssl_stream<beast::tcp_stream> stream(ioc, *tls_);
-    auto before = [this](beast::ssl_stream<beast::tcp_stream>& s, std::string& why) {
-      // SNI, and the certificate must name the host (or IP address) of the URL.
-      beast::error_code ignored;
-      boost::system::error_code addr_ec;
-      net::ip::make_address(url_.host, addr_ec);
-      if (addr_ec && !SSL_set_tlsext_host_name(s.native_handle(), url_.host.c_str())) {
-        why = "TLS: cannot set the server name";
-        return false;
-      }
-      s.set_verify_callback(ssl::host_name_verification(url_.host), ignored);
-      return true;
-    };
-    return Exchange<beast::ssl_stream<beast::tcp_stream>>(ioc, stream, url_, req, deadline).run(before);
+#endif
+    beast::tcp_stream stream(ioc);
+    return Exchange<beast::tcp_stream>(ioc, stream, url_, req, deadline).run({});
   }
 
   const config::UpstreamDestination d_;
   const config::Url url_;
   const std::string source_;
-  std::unique_ptr<ssl::context> tls_;
+  [[maybe_unused]] TlsContext tls_;  // empty for http://
   std::string host_header_;
   std::string describe_;
 };
 
 }  // namespace
 
-core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestination& d, std::string source) {
+#if OUTPOST_UPSTREAM_TLS
+
+core::Result<std::unique_ptr<Sink>> detail::make_tls_http_sink(const config::UpstreamDestination& d,
+                                                               std::string source) {
   auto url = config::parse_url(d.url);
   if (!url || (url->scheme != "http" && url->scheme != "https"))
     return core::Status::invalid(fmt::format("upstream '{}': '{}' is not an http:// or https:// URL", d.name, d.url));
-  std::unique_ptr<ssl::context> tls;
+  TlsContext tls;
   if (url->scheme == "https") {
     tls = std::make_unique<ssl::context>(ssl::context::tls_client);
     tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
@@ -311,5 +340,40 @@ core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestina
   }
   return std::unique_ptr<Sink>(std::make_unique<HttpSink>(d, std::move(*url), std::move(source), std::move(tls)));
 }
+
+#else
+
+core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestination& d, std::string source,
+                                                   const std::string& tls_plugin) {
+  auto url = config::parse_url(d.url);
+  if (!url || (url->scheme != "http" && url->scheme != "https"))
+    return core::Status::invalid(fmt::format("upstream '{}': '{}' is not an http:// or https:// URL", d.name, d.url));
+  if (url->scheme == "http")
+    return std::unique_ptr<Sink>(std::make_unique<HttpSink>(d, std::move(*url), std::move(source), nullptr));
+
+  constexpr const char* kWhat = "TLS plugin";
+  auto in_upstream = [&](const core::Status& s) {
+    return core::Status::unavailable(fmt::format("upstream '{}': {}", d.name, s.message()));
+  };
+  auto path = core::find_plugin(detail::kTlsPluginFile, tls_plugin, kWhat,
+                                "install it there or set upstream.tls_plugin to its path (https:// needs it)");
+  if (!path) return in_upstream(path.status());
+  auto factory = core::open_plugin(*path, detail::kTlsPluginFactory, kWhat);
+  if (!factory) return in_upstream(factory.status());
+  auto create = reinterpret_cast<detail::TlsPluginFactory>(*factory);
+  core::Result<std::unique_ptr<Sink>> result =
+      core::Status::internal(fmt::format("upstream '{}': the TLS plugin {} made no sink", d.name, path->string()));
+  const detail::TlsPluginArgs args{&d, &source, &result};
+  const uint64_t theirs = create(detail::kTlsPluginFingerprint, &args);
+  if (theirs != detail::kTlsPluginFingerprint) {
+    return core::Status::unavailable(fmt::format(
+        "upstream '{}': the TLS plugin {} was built from another version of outpost (fingerprint {:016x}, "
+        "this binary {:016x}); install the plugin built with this binary",
+        d.name, path->string(), theirs, detail::kTlsPluginFingerprint));
+  }
+  return result;
+}
+
+#endif
 
 }  // namespace outpost::upstream

@@ -147,7 +147,7 @@ Message jpeg_message(std::string id) {
 }
 
 std::unique_ptr<Sink> sink_for(const config::UpstreamDestination& d) {
-  auto s = make_http_sink(d, "edge-1");
+  auto s = make_http_sink(d, "edge-1", OUTPOST_TLS_PLUGIN);  // https:// through the real plugin
   EXPECT_TRUE(s) << s.status().to_string();
   return s ? std::move(*s) : nullptr;
 }
@@ -255,7 +255,7 @@ TEST(HttpSink, RefusesUrlsItCannotCarryAndUnreadableCaFiles) {
   EXPECT_EQ(make_http_sink(d, "e").status().code(), core::Code::kInvalid);
   d = dest("https://127.0.0.1:1/");
   d.ca_file = "/nonexistent/ca.pem";
-  auto s = make_http_sink(d, "e");
+  auto s = make_http_sink(d, "e", OUTPOST_TLS_PLUGIN);
   ASSERT_FALSE(s);
   EXPECT_NE(s.status().message().find("/nonexistent/ca.pem"), std::string::npos) << s.status().message();
 }

@@ -46,7 +46,10 @@ using SinkFactory = std::function<core::Result<std::unique_ptr<Sink>>(const conf
 // be read. Responses: 2xx delivered; 408, 429, 5xx, 3xx (redirects are not followed), a time-out
 // or a connection error: retry; any other 4xx: dead — for a batch of several messages the sink
 // then sends them one by one, so only the message the destination refuses is dead-lettered.
-core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestination& d, std::string source);
+// https:// loads the TLS plugin (outpost-tls.so) from `tls_plugin`, or when that is empty from
+// beside the executable, else ../lib/outpost/; unavailable, naming where it looked, without it.
+core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestination& d, std::string source,
+                                                   const std::string& tls_plugin = {});
 
 // The JSON envelope of `batch` (JSON messages only) from `source`.
 std::string envelope(std::string_view source, std::span<const Message> batch);

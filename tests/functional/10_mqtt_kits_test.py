@@ -192,11 +192,11 @@ def _mapped(server, name):
     return name in Path(f"/proc/{server.proc.pid}/maps").read_text()
 
 
-def test_libmosquitto_is_loaded_only_when_mqtt_is_on(hub, fresh_server):
-    # With MQTT on, the library was opened on demand.
+def test_libmosquitto_and_openssl_are_loaded_only_when_mqtt_is_on(hub, fresh_server):
+    # With MQTT on, the library was opened on demand (and OpenSSL with it).
     assert _mapped(hub, "libmosquitto.so")
-    # With it off (no --mqtt-url), it is never mapped: the idle footprint stays small. (libssl is
-    # mapped either way since the upstream's HTTPS sink links OpenSSL: see BENCHMARKS.md, idle RSS.)
+    # With it off (no --mqtt-url), neither is ever mapped: the idle footprint stays small.
     off = fresh_server(args=["--set", "camera.source=off"])
     assert off.get("/api/health").status_code == 200
     assert not _mapped(off, "libmosquitto.so")
+    assert not _mapped(off, "libssl.so")

@@ -6,12 +6,15 @@ The messages are command events (POST /api/led records one per request) chosen b
 (kinds = ["command"]): a kind the real binary produces on demand. Every wait is bounded; no test
 asserts how fast anything happened."""
 import json
+import subprocess
 import threading
 import time
 import uuid
 
 import pytest
 import requests
+
+from pathlib import Path
 
 from conftest import FAKE_ROOT, Server, create_key, metric, run_cli, wait_for
 from upstream_servers import DroppingProxy, UpstreamServer, free_port
@@ -462,6 +465,68 @@ def test_a_bad_destination_stops_start_up_naming_it(tmp_path, dest, says):
                    "--udp-listen", "off", "--simulate", check=False)
     assert proc.returncode != 0, proc.stderr
     assert says in proc.stderr, proc.stderr
+
+
+# ---- HTTPS: OpenSSL is a plugin (outpost-tls.so), mapped only for an https:// destination ------
+
+
+def _mapped(server, name):
+    return name in Path(f"/proc/{server.proc.pid}/maps").read_text()
+
+
+def _tls_files(tmp_path):
+    """A CA of the test's own and a certificate for 127.0.0.1 signed by it."""
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for cmd in (
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=outpost-test-ca -keyout ca.key -out ca.pem",
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.cnf"
+        " -out server.pem",
+    ):
+        subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    return tmp_path / "ca.pem", (str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+
+
+def test_https_delivers_through_the_tls_plugin_and_plain_http_never_maps_openssl(fresh_server, upstream, tmp_path):
+    ca, cert = _tls_files(tmp_path)
+    secure = UpstreamServer(tls=cert).start()
+    try:
+        edge = start_edge(fresh_server, secure.url, extra_dest=f'ca_file = "{ca}"')
+        command(edge)
+        command(edge, "off")
+        wait_for(lambda: len(secure.received()) == 2, 30, "both commands over HTTPS")
+        assert_exactly_once_in_order(secure.received(), edge_commands(edge))
+        assert _mapped(edge, "outpost-tls.so") and _mapped(edge, "libssl.so")
+    finally:
+        secure.stop()
+    # The camera off: OpenCV's libraries (the camera plugin) bring libssl of their own.
+    plain = start_edge(fresh_server, upstream.start().url, extra='[camera]\nsource = "off"\n')
+    command(plain)
+    wait_for(lambda: len(upstream.received()) == 1, 30, "the command over HTTP")
+    assert not _mapped(plain, "outpost-tls.so") and not _mapped(plain, "libssl.so")
+
+
+def test_https_refuses_a_peer_its_ca_does_not_vouch_for(fresh_server, tmp_path):
+    _, cert = _tls_files(tmp_path)
+    secure = UpstreamServer(tls=cert).start()
+    try:
+        edge = start_edge(fresh_server, secure.url)  # the system's CAs: the test's CA is not one
+        command(edge)
+        d = wait_for(lambda: (lambda d: d if d["last_error"] else None)(outbox(edge)), 30, "the TLS error")
+        assert "TLS handshake" in d["last_error"] and "certificate" in d["last_error"], d
+        assert d["pending"] == 1 and not secure.received(), d
+    finally:
+        secure.stop()
+
+
+def test_a_missing_tls_plugin_stops_start_up_naming_it(tmp_path):
+    cfg = tmp_path / "outpost.toml"
+    cfg.write_text('[[upstream.destinations]]\nname = "up"\nurl = "https://127.0.0.1:1/"\n')
+    missing = "/nonexistent/lib/outpost-tls.so"
+    proc = run_cli("serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+                   "--udp-listen", "off", "--simulate", "--set", f"upstream.tls_plugin={missing}", check=False)
+    assert proc.returncode != 0, proc.stderr
+    assert missing in proc.stderr and "upstream 'up'" in proc.stderr, proc.stderr
 
 
 def test_bad_upstream_durations_name_the_key(tmp_path):

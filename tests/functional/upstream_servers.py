@@ -5,6 +5,7 @@ reads the hub's answer, and then drops the connection instead of passing it on."
 import http.client
 import json
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,10 +28,11 @@ class UpstreamServer:
     refuse(fn): messages for which fn(message) is true are answered 400 (a JSON batch holding
     one is refused whole, as a strict upstream would). drop_acks(n): the next n requests are
     stored and then the connection is closed without an answer. status: answer every request
-    with this status instead (e.g. 503), storing nothing."""
+    with this status instead (e.g. 503), storing nothing. tls=(certfile, keyfile): HTTPS."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
         self.port = port or free_port()
+        self.tls = tls
         self.lock = threading.Lock()
         self.messages = []  # dicts: id, kind, body, source, content_type, size
         self.requests = 0
@@ -44,7 +46,7 @@ class UpstreamServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/ingest"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/ingest"
 
     def start(self):
         owner = self
@@ -99,6 +101,10 @@ class UpstreamServer:
                 self.wfile.write(body)
 
         self._httpd = _Server(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self

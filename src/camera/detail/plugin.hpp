@@ -18,6 +18,7 @@
 #include "camera/camera.hpp"
 #include "config/config.hpp"
 #include "core/core.hpp"
+#include "core/plugin.hpp"
 
 #ifndef OUTPOST_VERSION
 #error "camera/detail/plugin.hpp needs OUTPOST_VERSION (set by src/camera/CMakeLists.txt)"
@@ -40,32 +41,13 @@ struct PluginArgs {
 inline constexpr int kPluginAbi = 1;
 inline constexpr const char* kPluginFactory = "outpost_camera_create_v1";
 
-namespace fingerprint {
-constexpr uint64_t mix(uint64_t h, uint64_t v) {
-  for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 0x100000001b3ULL;  // FNV-1a
-  return h;
-}
-constexpr uint64_t mix(uint64_t h, std::string_view s) {
-  for (char c : s) h = mix(h, static_cast<unsigned char>(c));
-  return h;
-}
-template <typename... T>
-constexpr uint64_t layout(uint64_t h) {
-  ((h = mix(mix(h, sizeof(T)), alignof(T))), ...);
-  return h;
-}
-}  // namespace fingerprint
-
-// The version of Outpost and the sizes of the types the two sides share. It does not see a
-// change of meaning that keeps every size (a field replaced by another of the same type):
-// that needs a new version number or kPluginAbi.
+// The version of Outpost and the sizes of the types the two sides share (core/plugin.hpp).
 inline constexpr uint64_t kPluginFingerprint =
-    fingerprint::layout<PluginArgs, config::CameraConfig, config::MotionConfig, config::FaceConfig,
-                        CameraEvents, Camera, CameraHealth, JpegFrame, MotionEvent, Box,
-                        core::Status, core::Result<std::unique_ptr<Camera>>, core::Result<JpegPtr>,
-                        core::Registry, core::TimePoint, std::string, std::function<void()>,
-                        std::shared_ptr<void>>(
-        fingerprint::mix(fingerprint::mix(0xcbf29ce484222325ULL, OUTPOST_VERSION), kPluginAbi));
+    core::fingerprint::of<PluginArgs, config::CameraConfig, config::MotionConfig, config::FaceConfig,
+                          CameraEvents, Camera, CameraHealth, JpegFrame, MotionEvent, Box, core::Status,
+                          core::Result<std::unique_ptr<Camera>>, core::Result<JpegPtr>, core::Registry,
+                          core::TimePoint, std::string, std::function<void()>, std::shared_ptr<void>>(
+        OUTPOST_VERSION, kPluginAbi);
 
 }  // namespace outpost::camera::detail
 
