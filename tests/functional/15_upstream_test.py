@@ -6,17 +6,20 @@ The messages are command events (POST /api/led records one per request) chosen b
 (kinds = ["command"]): a kind the real binary produces on demand. Every wait is bounded; no test
 asserts how fast anything happened."""
 import json
+import queue
 import subprocess
 import threading
 import time
 import uuid
 
+import paho.mqtt.client as paho
 import pytest
 import requests
 
 from pathlib import Path
 
 from conftest import FAKE_ROOT, Server, create_key, metric, run_cli, wait_for
+from mosquitto_broker import MosquittoBroker
 from upstream_servers import DroppingProxy, UpstreamServer, free_port
 
 EDGE_ID = "edge-1"
@@ -465,6 +468,71 @@ def test_a_bad_destination_stops_start_up_naming_it(tmp_path, dest, says):
                    "--udp-listen", "off", "--simulate", check=False)
     assert proc.returncode != 0, proc.stderr
     assert says in proc.stderr, proc.stderr
+
+
+# ---- MQTT: QoS 1, a PUBACK is a delivery ------------------------------------------------------
+
+
+def _mqtt_subscriber(broker, topic):
+    """A persistent-session subscriber (QoS 1): the broker keeps what it missed while away."""
+    inbox, connects = queue.Queue(), queue.Queue()
+
+    def on_connect(client, userdata, flags, rc):
+        client.subscribe(topic, qos=1)
+        connects.put(rc)
+
+    c = paho.Client(client_id=f"upstream-consumer-{uuid.uuid4().hex[:8]}", clean_session=False)
+    c.on_connect = on_connect
+    c.on_message = lambda client, userdata, msg: inbox.put(json.loads(msg.payload))
+    c.connect(broker.host, broker.port, keepalive=10)
+    c.loop_start()
+    assert connects.get(timeout=10) == 0
+    return c, inbox, connects
+
+
+def _take(inbox, n, timeout):
+    """Messages from inbox until n distinct ids came (QoS 1 is at least once) or time is up."""
+    got, deadline = [], time.monotonic() + timeout
+    while len({m["id"] for m in got}) < n and time.monotonic() < deadline:
+        try:
+            got.append(inbox.get(timeout=0.2))
+        except queue.Empty:
+            pass
+    return got
+
+
+def test_an_mqtt_destination_loses_nothing_across_a_broker_restart(fresh_server):
+    with MosquittoBroker(persistence=True) as broker:
+        consumer, inbox, connects = _mqtt_subscriber(broker, "outpost/up")
+        try:
+            edge = start_edge(fresh_server, broker.url, extra_dest='topic = "outpost/up"')
+            for _ in range(3):
+                command(edge)
+            before = _take(inbox, 3, 30)
+            assert len({m["id"] for m in before}) == 3, before
+            wait_for(lambda: outbox(edge)["pending"] == 0, 30, "the PUBACKs")
+
+            broker.stop()
+            for _ in range(3):
+                command(edge, "off")  # acknowledged by the edge's store while the broker is down
+            d = wait_for(lambda: (lambda d: d if d["pending"] == 3 and d["last_error"] else None)(outbox(edge)), 30,
+                         "three messages held with the broker down")
+            broker.start()
+            assert connects.get(timeout=30) == 0  # the consumer is back on its persistent session
+            after = _take(inbox, 3, 60)
+            wait_for(lambda: outbox(edge)["pending"] == 0, 30, "the PUBACKs after the restart")
+
+            by_id = {}
+            for m in before + after:
+                by_id.setdefault(m["id"], m)
+            received = list(by_id.values())  # in order of first arrival: the outbox delivers in order
+            stored = edge_commands(edge)
+            assert [m["body"]["time"] for m in received] == [e["time"] for e in stored], (d, received, stored)
+            assert all(m["kind"] == "command" and m["content_type"] == "application/json" for m in received)
+            assert outbox(edge)["delivered"] == 6
+        finally:
+            consumer.disconnect()
+            consumer.loop_stop()
 
 
 # ---- HTTPS: OpenSSL is a plugin (outpost-tls.so), mapped only for an https:// destination ------

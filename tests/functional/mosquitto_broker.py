@@ -49,8 +49,9 @@ class MosquittoBroker:
     """One mosquitto process. The port is chosen at construction and kept across stop()/start(),
     so a client can be pointed at the broker before it runs (a broker down at start-up)."""
 
-    def __init__(self, port=None, extra_config="", binary=MOSQUITTO):
+    def __init__(self, port=None, extra_config="", binary=MOSQUITTO, persistence=False):
         self.binary = binary
+        self.persistence = persistence  # sessions and queued QoS 1 messages survive a restart
         self.tmp = tempfile.TemporaryDirectory(prefix="outpost-mosquitto-")
         self.dir = Path(self.tmp.name)
         self.port = port or free_port()
@@ -88,7 +89,8 @@ class MosquittoBroker:
         self.config_path.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            + (f"persistence true\npersistence_location {self._persistence_dir()}/\n" if self.persistence
+               else "persistence false\n") +
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{self.extra_config}\n")
@@ -105,6 +107,15 @@ class MosquittoBroker:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s:\n{self.log()}")
+
+    def _persistence_dir(self):
+        # Started as root, mosquitto drops to its own user: the directory must be writable by it
+        # (and the scratch directory above it, 0700 from mkdtemp, passable).
+        self.dir.chmod(0o711)
+        d = self.dir / "db"
+        d.mkdir(exist_ok=True)
+        d.chmod(0o777)
+        return d
 
     def stop(self, timeout=5):
         """SIGTERM, then SIGKILL after `timeout` seconds; waits for the process."""
