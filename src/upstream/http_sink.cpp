@@ -4,8 +4,8 @@
 // Compiled twice. Into the server (outpost_upstream) without OpenSSL: make_http_sink() carries
 // http:// itself and loads the TLS plugin (outpost-tls.so) for https://, so a server with no
 // https:// destination never maps libssl and libcrypto (about 2 MB resident, issue 2's idle
-// RSS). Into the plugin and the unit tests with OUTPOST_UPSTREAM_TLS=1: detail::make_tls_http_sink()
-// carries both schemes.
+// RSS). Into the plugin with OUTPOST_UPSTREAM_TLS=1: detail::make_tls_http_sink() carries both
+// schemes. The unit tests go through make_http_sink() and the real plugin.
 //
 // Each request runs on a private io_context on the calling (delivery) thread, under one timer
 // for the whole exchange (resolve, connect, handshake, write, read): Beast's synchronous calls

@@ -38,7 +38,7 @@ inline constexpr uint64_t kTlsPluginFingerprint =
                           std::string>(OUTPOST_VERSION, kTlsPluginAbi);
 
 // The HTTP(S) sink with TLS: what make_http_sink() is, for https:// too. Defined only where
-// http_sink.cpp is compiled with OUTPOST_UPSTREAM_TLS=1 (the plugin, the unit tests).
+// http_sink.cpp is compiled with OUTPOST_UPSTREAM_TLS=1: the plugin.
 core::Result<std::unique_ptr<Sink>> make_tls_http_sink(const config::UpstreamDestination& d,
                                                        std::string source);
 
