@@ -101,8 +101,8 @@ std::unique_ptr<store::Store> open_store(const Args& a, core::Registry& metrics)
 
 // What leaves the device: the real upstream::Outbox over the same store, with one destination
 // that takes summaries and is never started (an upstream that is down: every summary stays in
-// the outbox table, the costlier case). The handoff is the server's: offer_all under the
-// summaries' own ids, `done` after the outbox's commit. Messages and bytes are counted here.
+// the outbox table, the costlier case). The handoff is the server's, Outbox::offer_summaries.
+// Messages and bytes are counted here.
 struct Upstream {
   std::atomic<uint64_t> messages{0}, bytes{0};
   std::unique_ptr<upstream::Outbox> outbox;
@@ -125,14 +125,9 @@ struct Upstream {
 
   edge::Aggregator::Handoff handoff() {
     return [this](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
-      std::vector<upstream::Outbox::Item> items;
-      items.reserve(xs.size());
-      for (const auto& x : xs) {
-        items.push_back({core::summary_id(x), core::summary_json(x).dump()});
-        bytes.fetch_add(items.back().body.size(), std::memory_order_relaxed);
-      }
+      for (const auto& x : xs) bytes.fetch_add(core::summary_json(x).dump().size(), std::memory_order_relaxed);
       messages.fetch_add(xs.size(), std::memory_order_relaxed);
-      outbox->offer_all("summary", "application/json", std::move(items), std::move(done));
+      outbox->offer_summaries(xs, std::move(done));
     };
   }
 };

@@ -389,19 +389,11 @@ int serve(const ConfigFlags& flags) {
   if (cfg.aggregator.summaries) {
     hub.add_readings_observer([&aggregator](const std::vector<core::Reading>& rs) { aggregator.observe(rs); });
   }
-  // Upstream: every committed summary becomes an outbox message (id core::summary_id, so one
-  // handed over again after a crash is recognised), and the aggregator marks it handed off once
-  // the outbox committed them all. A summary a destination refuses (its cap under refuse_new) is
-  // the policy the operator chose, counted by the outbox: handed off too; a store error is
-  // retried by the aggregator.
+  // Upstream: every committed summary becomes an outbox message; the aggregator marks them handed
+  // off once the outbox committed them all (Outbox::offer_summaries).
   if (cfg.aggregator.summaries && outbox->wants("summary")) {
     aggregator.set_handoff([outbox](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
-      std::vector<upstream::Outbox::Item> items;
-      items.reserve(xs.size());
-      for (const auto& x : xs) items.push_back({core::summary_id(x), core::summary_json(x).dump()});
-      outbox->offer_all("summary", "application/json", std::move(items), [done = std::move(done)](core::Status st) {
-        done(st.code() == core::Code::kBusy ? core::Status::ok() : st);
-      });
+      outbox->offer_summaries(xs, std::move(done));
     });
   }
   if (auto s = aggregator.start(); !s) spdlog::warn("aggregator: {}", s.to_string());

@@ -458,6 +458,15 @@ void Outbox::offer_all(const std::string& kind, const std::string& content_type,
   }
 }
 
+void Outbox::offer_summaries(const std::vector<core::Summary>& summaries, Done done) {
+  std::vector<Item> items;
+  items.reserve(summaries.size());
+  for (const auto& x : summaries) items.push_back({core::summary_id(x), core::summary_json(x).dump()});
+  offer_all("summary", "application/json", std::move(items), [done = std::move(done)](Status st) {
+    if (done) done(st.code() == core::Code::kBusy ? Status::ok() : std::move(st));
+  });
+}
+
 void Outbox::record_event(core::Event e, store::Store::EventDone done) {
   auto to = impl_->takers(e.kind);
   if (to.empty()) return impl_->store.append_event(std::move(e), std::move(done));

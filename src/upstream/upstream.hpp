@@ -31,6 +31,7 @@
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "core/status.hpp"
+#include "core/summary.hpp"
 #include "store/store.hpp"
 #include "upstream/sink.hpp"
 
@@ -141,6 +142,13 @@ class Outbox {
     std::string body;
   };
   void offer_all(const std::string& kind, const std::string& content_type, std::vector<Item> messages, Done done);
+
+  // The aggregator's handoff (edge::Aggregator::Handoff): each summary as an outbox message of
+  // kind "summary", its body core::summary_json, its id core::summary_id (so a summary handed over
+  // again after a crash is recognised). `done`: ok once they are committed, also when a
+  // destination's cap refused some (the policy the operator chose, counted by the outbox; a retry
+  // would not change it); the store error otherwise, for the aggregator to retry.
+  void offer_summaries(const std::vector<core::Summary>& summaries, Done done);
 
   // Stores an event and, in the same transaction, its outbox message for every destination that
   // takes its kind (as store::Store::append_event_outbox; an event no destination wants is a
