@@ -55,4 +55,20 @@ Result<void*> open_plugin(const fs::path& path, const char* symbol, std::string_
   return factory;
 }
 
+Result<LoadedPlugin> load_plugin(const PluginSpec& spec) {
+  auto path = find_plugin(spec.file, spec.configured, spec.what, spec.remedy);
+  if (!path) return path.status();
+  auto factory = open_plugin(*path, spec.factory, spec.what);
+  if (!factory) return factory.status();
+  return LoadedPlugin{std::move(*path), *factory};
+}
+
+Status plugin_mismatch(const PluginSpec& spec, const fs::path& path, uint64_t theirs) {
+  return Status::unavailable(
+      fmt::format("the {} {} was built from another version of outpost (fingerprint {:016x}, this "
+                  "binary {:016x}); "
+                  "install the plugin built with this binary",
+                  spec.what, path.string(), theirs, spec.fingerprint));
+}
+
 }  // namespace outpost::core

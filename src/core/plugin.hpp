@@ -36,6 +36,41 @@ Result<std::filesystem::path> find_plugin(std::string_view file, const std::stri
 Result<void*> open_plugin(const std::filesystem::path& path, const char* symbol,
                           std::string_view what);
 
+// One plugin: where it is looked for, what it exports, and this build's fingerprint of it.
+struct PluginSpec {
+  std::string_view file;    // its file name, e.g. "outpost-camera.so"
+  std::string configured;   // a path from the configuration, or empty (see find_plugin)
+  std::string_view what;    // its name in errors, e.g. "camera plugin"
+  std::string_view remedy;  // ends the error for a plugin not found
+  const char* factory;      // the exported factory's name
+  uint64_t fingerprint;     // fingerprint::of<...> of this build
+};
+
+struct LoadedPlugin {
+  std::filesystem::path path;
+  void* factory;
+};
+
+// find_plugin() and open_plugin() of `spec`.
+Result<LoadedPlugin> load_plugin(const PluginSpec& spec);
+
+// The error for a plugin whose factory answered `theirs` instead of spec.fingerprint.
+Status plugin_mismatch(const PluginSpec& spec, const std::filesystem::path& path, uint64_t theirs);
+
+// Loads the plugin and calls its factory, `uint64_t factory(uint64_t fingerprint, const Args*)
+// noexcept`, which acts on *args only when the fingerprints match and answers its own. Returns
+// the plugin's path; kUnavailable when it is not found, has no factory, or was built from
+// another version (then args was not touched).
+template <typename Args>
+Result<std::filesystem::path> call_plugin(const PluginSpec& spec, const Args* args) {
+  auto plugin = load_plugin(spec);
+  if (!plugin) return plugin.status();
+  using Factory = uint64_t (*)(uint64_t, const Args*) noexcept;
+  const uint64_t theirs = reinterpret_cast<Factory>(plugin->factory)(spec.fingerprint, args);
+  if (theirs != spec.fingerprint) return plugin_mismatch(spec, plugin->path, theirs);
+  return plugin->path;
+}
+
 namespace fingerprint {
 constexpr uint64_t mix(uint64_t h, uint64_t v) {
   for (int i = 0; i < 8; ++i, v >>= 8) h = (h ^ (v & 0xff)) * 0x100000001b3ULL;  // FNV-1a

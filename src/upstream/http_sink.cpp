@@ -351,25 +351,18 @@ core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestina
   if (url->scheme == "http")
     return std::unique_ptr<Sink>(std::make_unique<HttpSink>(d, std::move(*url), std::move(source), nullptr));
 
-  constexpr const char* kWhat = "TLS plugin";
-  auto in_upstream = [&](const core::Status& s) {
-    return core::Status::unavailable(fmt::format("upstream '{}': {}", d.name, s.message()));
-  };
-  auto path = core::find_plugin(detail::kTlsPluginFile, tls_plugin, kWhat,
-                                "install it there or set upstream.tls_plugin to its path (https:// needs it)");
-  if (!path) return in_upstream(path.status());
-  auto factory = core::open_plugin(*path, detail::kTlsPluginFactory, kWhat);
-  if (!factory) return in_upstream(factory.status());
-  auto create = reinterpret_cast<detail::TlsPluginFactory>(*factory);
+  const core::PluginSpec spec{detail::kTlsPluginFile,
+                              tls_plugin,
+                              "TLS plugin",
+                              "install it there or set upstream.tls_plugin to its path (https:// needs it)",
+                              detail::kTlsPluginFactory,
+                              detail::kTlsPluginFingerprint};
   core::Result<std::unique_ptr<Sink>> result =
-      core::Status::internal(fmt::format("upstream '{}': the TLS plugin {} made no sink", d.name, path->string()));
+      core::Status::internal(fmt::format("upstream '{}': the TLS plugin made no sink", d.name));
   const detail::TlsPluginArgs args{&d, &source, &result};
-  const uint64_t theirs = create(detail::kTlsPluginFingerprint, &args);
-  if (theirs != detail::kTlsPluginFingerprint) {
-    return core::Status::unavailable(fmt::format(
-        "upstream '{}': the TLS plugin {} was built from another version of outpost (fingerprint {:016x}, "
-        "this binary {:016x}); install the plugin built with this binary",
-        d.name, path->string(), theirs, detail::kTlsPluginFingerprint));
+  if (auto path = core::call_plugin(spec, &args); !path) {
+    // Every error of core::call_plugin() is kUnavailable.
+    return core::Status::unavailable(fmt::format("upstream '{}': {}", d.name, path.status().message()));
   }
   return result;
 }

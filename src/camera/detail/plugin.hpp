@@ -57,7 +57,3 @@ inline constexpr uint64_t kPluginFingerprint =
 // from `fingerprint`, args was not touched. The plugin's only exported symbol.
 extern "C" __attribute__((visibility("default"))) uint64_t outpost_camera_create_v1(
     uint64_t fingerprint, const outpost::camera::detail::PluginArgs* args) noexcept;
-
-namespace outpost::camera::detail {
-using PluginFactory = decltype(&::outpost_camera_create_v1);
-}  // namespace outpost::camera::detail

@@ -50,7 +50,3 @@ core::Result<std::unique_ptr<Sink>> make_tls_http_sink(const config::UpstreamDes
 // differs from `fingerprint`, args was not touched. The plugin's only exported symbol.
 extern "C" __attribute__((visibility("default"))) uint64_t outpost_tls_sink_create_v1(
     uint64_t fingerprint, const outpost::upstream::detail::TlsPluginArgs* args) noexcept;
-
-namespace outpost::upstream::detail {
-using TlsPluginFactory = decltype(&::outpost_tls_sink_create_v1);
-}  // namespace outpost::upstream::detail
