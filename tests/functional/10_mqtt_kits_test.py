@@ -2,12 +2,11 @@
 and seed 003's three routes, commands over kit-rpc, bad payloads, and a broker restart."""
 import json
 import time
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
-from conftest import Server, _servers, create_key, metric, wait_for
+from conftest import Server, _servers, create_key, is_mapped, metric, wait_for
 from mosquitto_broker import MosquittoBroker
 
 
@@ -188,15 +187,11 @@ def test_broker_restart_mid_stream_loses_nothing_published_after(fresh_server):
             kit.close()
 
 
-def _mapped(server, name):
-    return name in Path(f"/proc/{server.proc.pid}/maps").read_text()
-
-
 def test_libmosquitto_and_openssl_are_loaded_only_when_mqtt_is_on(hub, fresh_server):
     # With MQTT on, the library was opened on demand (and OpenSSL with it).
-    assert _mapped(hub, "libmosquitto.so")
+    assert is_mapped(hub, "libmosquitto.so")
     # With it off (no --mqtt-url), neither is ever mapped: the idle footprint stays small.
     off = fresh_server(args=["--set", "camera.source=off"])
     assert off.get("/api/health").status_code == 200
-    assert not _mapped(off, "libmosquitto.so")
-    assert not _mapped(off, "libssl.so")
+    assert not is_mapped(off, "libmosquitto.so")
+    assert not is_mapped(off, "libssl.so")

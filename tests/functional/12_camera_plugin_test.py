@@ -5,15 +5,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, Server
+from conftest import BIN, Server, mapped_files
 
 PLUGIN = Path(BIN).resolve().parent / "outpost-camera.so"
-
-
-def mapped_files(s):
-    """The files mapped into the server process (/proc/PID/maps)."""
-    maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
-    return {line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6}
 
 
 def failed_start(**kw):

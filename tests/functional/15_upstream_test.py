@@ -16,9 +16,7 @@ import paho.mqtt.client as paho
 import pytest
 import requests
 
-from pathlib import Path
-
-from conftest import FAKE_ROOT, Server, create_key, metric, run_cli, wait_for
+from conftest import FAKE_ROOT, Server, create_key, is_mapped, metric, run_cli, wait_for
 from mosquitto_broker import MosquittoBroker
 from upstream_servers import DroppingProxy, UpstreamServer, free_port
 
@@ -538,10 +536,6 @@ def test_an_mqtt_destination_loses_nothing_across_a_broker_restart(fresh_server)
 # ---- HTTPS: OpenSSL is a plugin (outpost-tls.so), mapped only for an https:// destination ------
 
 
-def _mapped(server, name):
-    return name in Path(f"/proc/{server.proc.pid}/maps").read_text()
-
-
 def _tls_files(tmp_path):
     """A CA of the test's own and a certificate for 127.0.0.1 signed by it."""
     (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
@@ -564,14 +558,14 @@ def test_https_delivers_through_the_tls_plugin_and_plain_http_never_maps_openssl
         command(edge, "off")
         wait_for(lambda: len(secure.received()) == 2, 30, "both commands over HTTPS")
         assert_exactly_once_in_order(secure.received(), edge_commands(edge))
-        assert _mapped(edge, "outpost-tls.so") and _mapped(edge, "libssl.so")
+        assert is_mapped(edge, "outpost-tls.so") and is_mapped(edge, "libssl.so")
     finally:
         secure.stop()
     # The camera off: OpenCV's libraries (the camera plugin) bring libssl of their own.
     plain = start_edge(fresh_server, upstream.start().url, extra='[camera]\nsource = "off"\n')
     command(plain)
     wait_for(lambda: len(upstream.received()) == 1, 30, "the command over HTTP")
-    assert not _mapped(plain, "outpost-tls.so") and not _mapped(plain, "libssl.so")
+    assert not is_mapped(plain, "outpost-tls.so") and not is_mapped(plain, "libssl.so")
 
 
 def test_https_refuses_a_peer_its_ca_does_not_vouch_for(fresh_server, tmp_path):

@@ -50,6 +50,17 @@ def metric(server, name, key):
     return 0.0
 
 
+def mapped_files(server):
+    """The files mapped into the server process (/proc/PID/maps)."""
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return {line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6}
+
+
+def is_mapped(server, name):
+    """Whether a file whose path contains `name` (e.g. "libssl.so") is mapped into the server."""
+    return any(name in f for f in mapped_files(server))
+
+
 def create_key(data_dir, scope, name="test"):
     """`outpost keys create`: the key is alone on the last line of standard output."""
     out = run_cli("keys", "create", "--data-dir", str(data_dir), "--scope", scope, "--name", name).stdout
