@@ -310,15 +310,22 @@ class HttpSink final : public Sink {
   std::string describe_;
 };
 
+// d.url, when it is http:// or https://.
+core::Result<config::Url> http_url(const config::UpstreamDestination& d) {
+  auto url = config::parse_url(d.url);
+  if (!url || (url->scheme != "http" && url->scheme != "https"))
+    return core::Status::invalid(fmt::format("upstream '{}': '{}' is not an http:// or https:// URL", d.name, d.url));
+  return std::move(*url);
+}
+
 }  // namespace
 
 #if OUTPOST_UPSTREAM_TLS
 
 core::Result<std::unique_ptr<Sink>> detail::make_tls_http_sink(const config::UpstreamDestination& d,
                                                                std::string source) {
-  auto url = config::parse_url(d.url);
-  if (!url || (url->scheme != "http" && url->scheme != "https"))
-    return core::Status::invalid(fmt::format("upstream '{}': '{}' is not an http:// or https:// URL", d.name, d.url));
+  auto url = http_url(d);
+  if (!url) return url.status();
   TlsContext tls;
   if (url->scheme == "https") {
     tls = std::make_unique<ssl::context>(ssl::context::tls_client);
@@ -345,9 +352,8 @@ core::Result<std::unique_ptr<Sink>> detail::make_tls_http_sink(const config::Ups
 
 core::Result<std::unique_ptr<Sink>> make_http_sink(const config::UpstreamDestination& d, std::string source,
                                                    const std::string& tls_plugin) {
-  auto url = config::parse_url(d.url);
-  if (!url || (url->scheme != "http" && url->scheme != "https"))
-    return core::Status::invalid(fmt::format("upstream '{}': '{}' is not an http:// or https:// URL", d.name, d.url));
+  auto url = http_url(d);
+  if (!url) return url.status();
   if (url->scheme == "http")
     return std::unique_ptr<Sink>(std::make_unique<HttpSink>(d, std::move(*url), std::move(source), nullptr));
 
