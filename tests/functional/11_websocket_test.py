@@ -223,8 +223,10 @@ def test_anonymous_read_lets_the_seeds_client_in(fresh_server):
     async def go():
         async with websockets.connect(f"ws://{s.addr}") as ws:  # new WebSocket("ws://REMOTEHOST")
             send_udp(s, packet("anon000000000001", 1.0))
-            ev = await recv_until(ws, lambda m: m["op"] == "event" and m["type"] == "reading")
-            assert ev["device"] == "anon000000000001"
+            # The board's own collector may publish a reading of device "vm" first: wait for ours.
+            ev = await recv_until(ws, lambda m: m["op"] == "event" and m["type"] == "reading"
+                                  and m["device"] == "anon000000000001" and m["data"]["sensor"] == "light")
+            assert ev["data"]["value"] == 1.0
             await ws.send(json.dumps({"op": "command", "device": "anon000000000001", "target": "t",
                                       "parameter": "p", "value": 1}))
             assert (await recv_until(ws, lambda m: m["op"] == "error"))["error"]  # reading only
