@@ -101,10 +101,9 @@ std::unique_ptr<store::Store> open_store(const Args& a, core::Registry& metrics)
 
 // What leaves the device: the real upstream::Outbox over the same store, with one destination
 // that takes summaries and is never started (an upstream that is down: every summary stays in
-// the outbox table, the costlier case). The handoff is the server's, Outbox::offer_summaries.
-// Messages and bytes are counted here.
+// the outbox table, the costlier case). The handoff is the server's, Outbox::offer_summaries;
+// the messages and their bytes are the outbox's own count of what it holds.
 struct Upstream {
-  std::atomic<uint64_t> messages{0}, bytes{0};
   std::unique_ptr<upstream::Outbox> outbox;
 
   Upstream(store::Store& store, core::Registry& metrics) {
@@ -125,10 +124,14 @@ struct Upstream {
 
   edge::Aggregator::Handoff handoff() {
     return [this](const std::vector<core::Summary>& xs, std::function<void(core::Status)> done) {
-      for (const auto& x : xs) bytes.fetch_add(core::summary_json(x).dump().size(), std::memory_order_relaxed);
-      messages.fetch_add(xs.size(), std::memory_order_relaxed);
       outbox->offer_summaries(xs, std::move(done));
     };
+  }
+
+  // What the destination holds (read from the store: call it after flush(), outside the timing).
+  store::OutboxStats held() const {
+    auto status = outbox->status();
+    return status.empty() ? store::OutboxStats{} : status.front().stats;
   }
 };
 
@@ -185,10 +188,11 @@ int reduction(const Args& a) {
   double took = std::chrono::duration<double>(Clock::now() - t0).count();
   raw_bytes = raw_bytes / 60 * static_cast<uint64_t>(seconds);
   auto stored = store->query_summaries({.limit = SIZE_MAX});
+  const auto held = up.held();
   std::printf("raw %llu summaries %llu stored %zu raw_bytes %llu summary_bytes %llu seconds %.3f\n",
-              static_cast<unsigned long long>(raw), static_cast<unsigned long long>(up.messages.load()),
+              static_cast<unsigned long long>(raw), static_cast<unsigned long long>(held.pending),
               stored ? stored->size() : 0, static_cast<unsigned long long>(raw_bytes),
-              static_cast<unsigned long long>(up.bytes.load()), took);
+              static_cast<unsigned long long>(held.bytes), took);
   (void)agg.stop();
   store->close();
   return 0;
@@ -252,7 +256,7 @@ int ingest(const Args& a) {
   uint64_t stored = store->readings_count();
   std::printf("readings %ld stored %llu seconds %.3f rate %.0f summaries %llu simulated_seconds %ld\n", sent,
               static_cast<unsigned long long>(stored), took, static_cast<double>(sent) / took,
-              static_cast<unsigned long long>(up.messages.load()), sim_second);
+              static_cast<unsigned long long>(up.held().pending), sim_second);
   (void)agg.stop();
   store->close();
   return 0;
