@@ -66,8 +66,7 @@ Result<LoadedPlugin> load_plugin(const PluginSpec& spec) {
 Status plugin_mismatch(const PluginSpec& spec, const fs::path& path, uint64_t theirs) {
   return Status::unavailable(
       fmt::format("the {} {} was built from another version of outpost (fingerprint {:016x}, this "
-                  "binary {:016x}); "
-                  "install the plugin built with this binary",
+                  "binary {:016x}); install the plugin built with this binary",
                   spec.what, path.string(), theirs, spec.fingerprint));
 }
 
