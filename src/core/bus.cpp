@@ -17,8 +17,21 @@ uint64_t Bus::Subscriber::dropped() const {
   return dropped_;
 }
 
+void Bus::Subscriber::set_active(bool on) {
+  std::deque<Event> gone;
+  std::lock_guard lk(mu_);
+  active_ = on;
+  if (!on) gone.swap(queue_);  // freed after the lock is released
+}
+
+bool Bus::Subscriber::active() const {
+  std::lock_guard lk(mu_);
+  return active_;
+}
+
 bool Bus::Subscriber::push(const Event& e) {
   std::lock_guard lk(mu_);
+  if (!active_) return false;
   bool was_empty = queue_.empty();
   if (capacity_ == 0) {
     ++dropped_;
@@ -66,7 +79,10 @@ void Bus::publish(const Event& e) {
 
 size_t Bus::subscribers() const {
   std::lock_guard lk(mu_);
-  return static_cast<size_t>(std::count_if(subs_.begin(), subs_.end(), [](auto& w) { return !w.expired(); }));
+  return static_cast<size_t>(std::count_if(subs_.begin(), subs_.end(), [](auto& w) {
+    auto s = w.lock();
+    return s && s->active();
+  }));
 }
 
 }  // namespace outpost::core

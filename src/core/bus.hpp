@@ -28,12 +28,18 @@ class Bus {
     std::vector<Event> take(size_t max = SIZE_MAX);
     uint64_t dropped() const;
     const std::string& name() const { return name_; }
+    // An inactive subscriber is given nothing and is not counted by subscribers(), so a
+    // producer that renders events only for listeners (the hub's readings) skips that work
+    // while, say, no WebSocket client is connected. Turning it off empties its queue.
+    // Subscribers start active.
+    void set_active(bool on);
 
    private:
     friend class Bus;
     Subscriber(std::string name, size_t capacity, std::function<void()> wake)
         : name_(std::move(name)), capacity_(capacity), wake_(std::move(wake)) {}
     bool push(const Event& e);  // true when the queue was empty (wake is due)
+    bool active() const;
 
     std::string name_;
     size_t capacity_;
@@ -41,6 +47,7 @@ class Bus {
     mutable std::mutex mu_;
     std::deque<Event> queue_;
     uint64_t dropped_ = 0;
+    bool active_ = true;
   };
 
   explicit Bus(Registry* metrics = nullptr);
@@ -49,6 +56,7 @@ class Bus {
   // not block; it may be empty (then the subscriber polls take()).
   std::shared_ptr<Subscriber> subscribe(std::string name, size_t capacity, std::function<void()> wake);
   void publish(const Event& e);
+  // Live, active subscribers.
   size_t subscribers() const;
 
  private:

@@ -60,6 +60,26 @@ TEST(Bus, DroppingTheSubscriberUnsubscribes) {
   bus.publish(ev(1));  // nobody to deliver to; fine
 }
 
+TEST(Bus, AnInactiveSubscriberGetsNothingAndIsNotCounted) {
+  Bus bus;
+  int wakes = 0;
+  auto s = bus.subscribe("s", 10, [&] { ++wakes; });
+  bus.publish(ev(1));
+  s->set_active(false);
+  EXPECT_EQ(bus.subscribers(), 0u);
+  EXPECT_TRUE(s->take().empty());  // what was queued went with it
+  bus.publish(ev(2));
+  EXPECT_TRUE(s->take().empty());
+  EXPECT_EQ(s->dropped(), 0u);  // not given, so not dropped
+  s->set_active(true);
+  EXPECT_EQ(bus.subscribers(), 1u);
+  bus.publish(ev(3));
+  auto got = s->take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, 3);
+  EXPECT_EQ(wakes, 2);
+}
+
 TEST(Bus, ConcurrentPublishersAndTakers) {
   Bus bus;
   auto s = bus.subscribe("s", 1'000'000, nullptr);

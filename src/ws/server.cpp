@@ -143,6 +143,8 @@ class Server::Impl : public std::enable_shared_from_this<Impl> {
 
   void start() {
     sub_ = deps_.bus.subscribe("ws", kBusQueue, [signal = signal_] { signal->notify(); });
+    // Active only while a client is connected: with none, the hub does not render readings.
+    sub_->set_active(false);
     thread_ = std::thread([this] { run_fanout(); });
   }
 
@@ -187,7 +189,8 @@ class Server::Impl : public std::enable_shared_from_this<Impl> {
   std::unordered_map<const Client*, Entry> clients_;
   std::atomic<bool> dirty_{true};  // clients_ changed since the snapshot
 
-  // The fan-out thread's.
+  // The fan-out thread's. sub_ is set before the thread starts and reset (under mu_) after it
+  // is joined; accept() and remove() switch it on and off under mu_.
   std::shared_ptr<Signal> signal_;
   std::shared_ptr<core::Bus::Subscriber> sub_;
   std::shared_ptr<const Snapshot> snapshot_;
@@ -461,6 +464,7 @@ void Server::Impl::accept(http::Upgrade up) {
     std::lock_guard lk(mu_);
     clients_.emplace(client.get(), Entry{client, executor, &net::query(executor, net::execution::context)});
     dirty_ = true;
+    if (sub_ && clients_.size() == 1) sub_->set_active(true);
   }
   client->start();
 }
@@ -470,6 +474,7 @@ void Server::Impl::remove(const Client* c) {
     std::lock_guard lk(mu_);
     clients_.erase(c);
     dirty_ = true;
+    if (sub_ && clients_.empty()) sub_->set_active(false);
     count_.fetch_sub(1);
     clients_gauge_.add(-1);
   }
@@ -480,10 +485,10 @@ void Server::Impl::shutdown(std::chrono::milliseconds grace) {
   if (!stopping_.exchange(true)) {
     signal_->stop();
     if (thread_.joinable()) thread_.join();
-    sub_.reset();
     std::vector<Entry> all;
     {
       std::lock_guard lk(mu_);
+      sub_.reset();
       for (const auto& [c, e] : clients_) all.push_back(e);
     }
     for (auto& e : all) {
