@@ -46,7 +46,7 @@ std::optional<std::vector<double>> numbers(std::string_view s, size_t n) {
 }
 
 json value_json(const core::SensorValue& v) {
-  return {{"unit", v.unit}, {"primitive", v.primitive}, {"time", core::format_iso8601(v.ts)}, {"values", v.values}};
+  return {{"unit", v.unit}, {"primitive", v.primitive}, {"time", core::format_iso8601(v.ts)}, {"values", *v.values}};
 }
 
 const core::Sensor* find_sensor(const core::Device& d, const std::string& id) {
@@ -81,16 +81,16 @@ json device_json(const core::Device& d) {
   json sensors = json::array();
   for (const auto& s : d.sensors) {
     sensors.push_back({{"id", s.id},
-                       {"attributes", s.attributes},
-                       {"configuration", s.configuration},
+                       {"attributes", *s.attributes},
+                       {"configuration", *s.configuration},
                        {"value", s.value ? value_json(*s.value) : json(nullptr)}});
   }
   json actuators = json::array();
   for (const auto& a : d.actuators) {
-    actuators.push_back({{"actions", a.actions},
-                         {"callbacks", a.callbacks},
-                         {"configuration", a.configuration},
-                         {"attributes", a.attributes}});
+    actuators.push_back({{"actions", *a.actions},
+                         {"callbacks", *a.callbacks},
+                         {"configuration", *a.configuration},
+                         {"attributes", *a.attributes}});
   }
   json location = d.location ? json{{"lat", d.location->lat}, {"lon", d.location->lon}} : json(nullptr);
   return {{"id", d.id},
@@ -101,7 +101,7 @@ json device_json(const core::Device& d) {
           {"first_seen", core::format_iso8601(d.first_seen)},
           {"last_seen", core::format_iso8601(d.last_seen)},
           {"location", std::move(location)},
-          {"attributes", d.attributes},
+          {"attributes", *d.attributes},
           {"sensors", std::move(sensors)},
           {"actuators", std::move(actuators)}};
 }
@@ -235,7 +235,7 @@ Response post_command(Deps& d, Request& req) {
 json kit_details(const core::Device& dev) {
   json location = dev.location ? json{{"lat", dev.location->lat}, {"lon", dev.location->lon}} : json(nullptr);
   std::string description = dev.name;
-  if (auto it = dev.attributes.find("description"); it != dev.attributes.end() && it->is_string())
+  if (auto it = dev.attributes->find("description"); it != dev.attributes->end() && it->is_string())
     description = it->get<std::string>();
   return {{"id", dev.id},
           {"ip", dev.address.empty() ? json(nullptr) : json(dev.address)},

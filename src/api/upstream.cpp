@@ -161,7 +161,7 @@ void ingest(Deps& d, Request& req, http::Reply reply) {
         core::DeviceReport report{.id = device, .transport = core::Transport::kEdge, .address = req.source,
                                   .received = core::now()};
         for (const auto& [sensor, r] : latest[device]) {
-          core::Sensor s{.id = sensor, .attributes = {{"type", sensor}}};
+          core::Sensor s{.id = sensor, .attributes = core::Json{{"type", sensor}}};
           s.value = core::SensorValue{r.unit, r.is_numeric() ? "double" : "json", r.ts,
                                       core::Json::parse(reading_value(r).dump())};
           report.sensors.push_back(std::move(s));

@@ -167,13 +167,13 @@ core::DeviceReport board_report(const std::string& device_id, hw::Board& board) 
   r.attributes = core::Json{{"name", device_id}, {"simulated", board.simulated}};
   core::Actuator led;
   led.actions = core::Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
-  led.attributes = {{"name", "led"}, {"type", "led"}};
+  led.attributes = core::Json{{"name", "led"}, {"type", "led"}};
   core::Actuator relay;
   relay.actions = core::Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
-  relay.attributes = {{"name", "relay"}, {"type", "relay"}};
+  relay.attributes = core::Json{{"name", "relay"}, {"type", "relay"}};
   core::Actuator servo;
   servo.actions = core::Json::array({{{"parameter", "angle"}, {"primitive", "double"}, {"unit", "deg"}}});
-  servo.attributes = {{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
+  servo.attributes = core::Json{{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
   r.actuators = std::vector<core::Actuator>{led, relay, servo};
   return r;
 }
@@ -410,7 +410,7 @@ int serve(const ConfigFlags& flags) {
   collector.on_stored([&hub, device_id](const std::vector<core::Reading>& rs) {
     core::DeviceReport r{.id = device_id, .transport = core::Transport::kLocal, .received = core::now()};
     for (const auto& x : rs) {
-      core::Sensor s{.id = x.sensor, .attributes = {{"type", x.sensor}}};
+      core::Sensor s{.id = x.sensor, .attributes = core::Json{{"type", x.sensor}}};
       s.value = core::SensorValue{x.unit, "double", x.ts, std::isfinite(x.value) ? core::Json(x.value) : core::Json()};
       r.sensors.push_back(std::move(s));
     }

@@ -49,6 +49,34 @@ std::optional<Location> pair_of(const Json& obj) {
 
 }  // namespace
 
+SharedJson::SharedJson(Json j) {
+  // Empty values are the shared ones: the parser and the store give many of them.
+  if (j.is_null()) {
+    p_ = null().p_;
+  } else if (j.is_object() && j.empty()) {
+    p_ = object().p_;
+  } else if (j.is_array() && j.empty()) {
+    p_ = array().p_;
+  } else {
+    p_ = std::make_shared<const Json>(std::move(j));
+  }
+}
+
+const SharedJson& SharedJson::object() {
+  static const SharedJson v(Shared{}, Json::object());
+  return v;
+}
+
+const SharedJson& SharedJson::array() {
+  static const SharedJson v(Shared{}, Json::array());
+  return v;
+}
+
+const SharedJson& SharedJson::null() {
+  static const SharedJson v(Shared{}, Json());
+  return v;
+}
+
 std::optional<Location> location_of(const Json& attributes) {
   if (!attributes.is_object()) return std::nullopt;
   if (auto it = attributes.find("location"); it != attributes.end()) {

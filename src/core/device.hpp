@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -20,6 +21,38 @@
 namespace outpost::core {
 
 using Json = nlohmann::json;
+
+// A free-form part of a device (attributes, configuration, actions, callbacks, a sensor's
+// values): an immutable JSON value that every copy shares. A device repeats its description in
+// every report; the UDP parser hands over the value it already holds when a part is unchanged,
+// so a repeat costs a comparison instead of a tree of allocations, and copying a Device (for a
+// query, for the store) copies pointers. Read it with * and ->: it never turns into a Json by
+// itself, so every copy of a tree is written out. Replace it by assignment from a Json.
+// Thread-safe as a shared_ptr<const Json> is: copies may be used on any thread.
+class SharedJson {
+ public:
+  SharedJson() : SharedJson(null()) {}
+  SharedJson(Json j);  // NOLINT(google-explicit-constructor): a part is set from a Json
+  // Braces would be read as the arguments of a constructor, so {{"type", x}} would become the
+  // array ["type", x]: write Json{{"type", x}}.
+  SharedJson(std::initializer_list<nlohmann::detail::json_ref<Json>>) = delete;
+  // The empty object, array and null, shared process-wide: defaults that allocate nothing.
+  static const SharedJson& object();
+  static const SharedJson& array();
+  static const SharedJson& null();
+
+  const Json& operator*() const { return *p_; }
+  const Json* operator->() const { return p_.get(); }
+  // The same value, not merely an equal one (a repeat that the parser reused).
+  bool same(const SharedJson& o) const { return p_ == o.p_; }
+  friend bool operator==(const SharedJson& a, const SharedJson& b) { return a.same(b) || *a == *b; }
+  friend std::ostream& operator<<(std::ostream& o, const SharedJson& v) { return o << *v; }
+
+ private:
+  struct Shared {};
+  SharedJson(Shared, Json j) : p_(std::make_shared<const Json>(std::move(j))) {}
+  std::shared_ptr<const Json> p_;
+};
 
 struct Location {
   double lat = 0;  // degrees, -90..90
@@ -37,15 +70,15 @@ struct SensorValue {
   std::string unit;       // "uT", "lx", "" when not given
   std::string primitive;  // "double", "3DPoint", "string", "array", "int", "boolean", ...
   TimePoint ts;           // the device's time for it, else when it was received
-  Json values;            // a number, an array of numbers, a string, ... as received
+  SharedJson values;      // a number, an array of numbers, a string, ... as received
 };
 
 struct Sensor {
   // Unique within its device: attributes.type, else attributes.name, else "sensor<N>" (its
   // index in the report). The `sensor` of the readings stored for it.
   std::string id;
-  Json attributes = Json::object();     // as stated: type, name, vendor, power, ...
-  Json configuration = Json::array();   // as stated
+  SharedJson attributes = SharedJson::object();     // as stated: type, name, vendor, power, ...
+  SharedJson configuration = SharedJson::array();  // as stated
   std::optional<SensorValue> value;     // the latest
 };
 
@@ -53,10 +86,10 @@ struct Sensor {
 // configuration). Commands name an actuator by `target`: an action's "parameter" or a
 // callback's "target".
 struct Actuator {
-  Json actions = Json::array();
-  Json callbacks = Json::array();
-  Json configuration = Json::array();
-  Json attributes = Json::object();
+  SharedJson actions = SharedJson::array();
+  SharedJson callbacks = SharedJson::array();
+  SharedJson configuration = SharedJson::array();
+  SharedJson attributes = SharedJson::object();
 };
 
 // What one message (a UDP packet, an MQTT measurement, the local collector) says about a
@@ -67,7 +100,7 @@ struct DeviceReport {
   Transport transport = Transport::kUdp;
   std::string address;  // where it was heard from: "HOST:PORT" (UDP), the kit serial (MQTT), ""
   TimePoint received;
-  std::optional<Json> attributes;  // an object
+  std::optional<SharedJson> attributes;  // an object
   std::vector<Sensor> sensors;
   std::optional<std::vector<Actuator>> actuators;
 };
@@ -76,7 +109,7 @@ struct DeviceReport {
 struct Device {
   std::string id;
   std::string name;  // attributes.name, else the id
-  Json attributes = Json::object();
+  SharedJson attributes = SharedJson::object();
   std::optional<Location> location;  // from attributes (see location_of)
   std::vector<Sensor> sensors;
   std::vector<Actuator> actuators;

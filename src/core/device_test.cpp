@@ -5,6 +5,37 @@
 namespace outpost::core {
 namespace {
 
+TEST(SharedJson, CopiesShareOneValue) {
+  SharedJson a = Json{{"type", "light"}, {"power", 0.5}};
+  SharedJson b = a;
+  EXPECT_TRUE(a.same(b));
+  EXPECT_EQ(&*a, &*b);
+  EXPECT_EQ((*b)["type"], "light");
+  b = Json{{"type", "light"}, {"power", 0.5}};  // equal, but another value
+  EXPECT_FALSE(a.same(b));
+  EXPECT_EQ(a, b);
+  b = Json{{"type", "dark"}};
+  EXPECT_NE(a, b);
+  EXPECT_EQ((*a)["type"], "light");  // a kept its own
+}
+
+TEST(SharedJson, EmptyValuesAreTheSharedOnes) {
+  Sensor s;
+  Actuator act;
+  EXPECT_TRUE(s.attributes.same(SharedJson::object()));
+  EXPECT_TRUE(s.configuration.same(SharedJson::array()));
+  EXPECT_TRUE(act.actions.same(SharedJson::array()));
+  EXPECT_TRUE(act.attributes.same(SharedJson::object()));
+  EXPECT_TRUE(SharedJson().same(SharedJson::null()));
+  EXPECT_TRUE(SharedJson(Json::object()).same(SharedJson::object()));
+  EXPECT_TRUE(SharedJson(Json::array()).same(SharedJson::array()));
+  EXPECT_TRUE(SharedJson(Json()).same(SharedJson::null()));
+  EXPECT_TRUE(SharedJson::object()->is_object());
+  EXPECT_TRUE(SharedJson::array()->is_array());
+  EXPECT_TRUE(SharedJson::null()->is_null());
+  EXPECT_FALSE(SharedJson(Json::array({1})).same(SharedJson::array()));
+}
+
 TEST(Device, LocationFromNestedObject) {
   auto l = location_of(Json::parse(R"({"location": {"lat": 65.4, "lon": 25.4}})"));
   ASSERT_TRUE(l);

@@ -20,7 +20,7 @@ namespace {
 // A sensor value as a number, the way the hub stores it as a reading: a number, a boolean, a
 // one-element array, an aggregate's average. nullopt for anything else (a 3DPoint, a string).
 std::optional<double> numeric(const core::SensorValue& v) {
-  const Json& j = v.values;
+  const Json& j = *v.values;
   if (j.is_number()) return j.get<double>();
   if (j.is_boolean()) return j.get<bool>() ? 1.0 : 0.0;
   if (j.is_array() && j.size() == 1 && j[0].is_number()) return j[0].get<double>();
@@ -41,12 +41,12 @@ struct ActuatorNames {
 ActuatorNames names_of(const core::Actuator& a) {
   ActuatorNames n;
   for (const char* k : {"name", "type"}) {
-    if (auto it = a.attributes.find(k); it != a.attributes.end() && it->is_string()) n.labels.push_back(*it);
+    if (auto it = a.attributes->find(k); it != a.attributes->end() && it->is_string()) n.labels.push_back(*it);
   }
-  for (const auto& act : a.actions) {
+  for (const auto& act : *a.actions) {
     if (act.is_object() && act.contains("parameter") && act["parameter"].is_string()) n.params.push_back(act["parameter"]);
   }
-  for (const auto& cb : a.callbacks) {
+  for (const auto& cb : *a.callbacks) {
     if (cb.is_object() && cb.contains("target") && cb["target"].is_string()) n.callbacks.push_back(cb["target"]);
   }
   return n;
@@ -143,7 +143,7 @@ bool RuleEngine::check_rule(const Rule& r, RuleError& err) const {
         return fail(sensor_field,
                     fmt::format("sensor '{}' of device '{}'{} reports {} values ({}); rules compare numbers", sensor,
                                 device, at, s.value->primitive.empty() ? "non-numeric" : s.value->primitive,
-                                describe(s.value->values)),
+                                describe(*s.value->values)),
                     pos);
       return true;
     }

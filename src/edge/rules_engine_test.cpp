@@ -75,9 +75,9 @@ class RuleEngineTest : public ::testing::Test {
     core::DeviceReport board{.id = "pi", .transport = core::Transport::kLocal, .received = core::now()};
     core::Actuator led, relay;
     led.actions = Json::array({{{"parameter", "state"}}});
-    led.attributes = {{"name", "led"}};
+    led.attributes = Json{{"name", "led"}};
     relay.actions = Json::array({{{"parameter", "state"}}});
-    relay.attributes = {{"name", "relay"}, {"type", "relay"}};
+    relay.attributes = Json{{"name", "relay"}, {"type", "relay"}};
     board.actuators = std::vector<core::Actuator>{led, relay};
     hub_->observe(std::move(board));
   }
@@ -117,7 +117,7 @@ class RuleEngineTest : public ::testing::Test {
   void board_temp(double celsius) {
     core::DeviceReport r{.id = "pi", .transport = core::Transport::kLocal, .received = core::now()};
     core::Sensor s{.id = kCpuTemp};
-    s.value = core::SensorValue{"Cel", "double", core::now(), celsius};
+    s.value = core::SensorValue{"Cel", "double", core::now(), Json(celsius)};
     r.sensors.push_back(std::move(s));
     hub_->observe(std::move(r));
   }
@@ -127,7 +127,7 @@ class RuleEngineTest : public ::testing::Test {
                          .received = core::now()};
     for (auto [id, v] : {std::pair{"temp", temp}, std::pair{"humidity", humidity}}) {
       core::Sensor s{.id = id};
-      s.value = core::SensorValue{"", "double", core::now(), v};
+      s.value = core::SensorValue{"", "double", core::now(), Json(v)};
       r.sensors.push_back(std::move(s));
     }
     core::Sensor mag{.id = "magneticfield"};
@@ -136,7 +136,7 @@ class RuleEngineTest : public ::testing::Test {
     if (with_actuators) {
       core::Actuator window;
       window.actions = Json::array({{{"parameter", "position"}}});
-      window.attributes = {{"name", "window"}};
+      window.attributes = Json{{"name", "window"}};
       r.actuators = std::vector<core::Actuator>{window};
     }
     std::vector<core::DeviceReport> batch;
@@ -515,7 +515,7 @@ TEST_F(RuleEngineTest, ARuleSeesWhatTheHubAlreadyKnew) {
   core::DeviceReport r{.id = "gh", .transport = core::Transport::kUdp, .address = "127.0.0.1:5000",
                        .received = core::now()};
   core::Sensor t{.id = "temp"};
-  t.value = core::SensorValue{"", "double", core::now(), 33.0};
+  t.value = core::SensorValue{"", "double", core::now(), Json(33.0)};
   r.sensors.push_back(std::move(t));
   std::vector<core::DeviceReport> batch;
   batch.push_back(std::move(r));

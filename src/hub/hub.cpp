@@ -17,12 +17,12 @@ namespace {
 constexpr size_t kMaxCommands = 10'000;
 
 Json value_doc(const core::SensorValue& v) {
-  return {{"unit", v.unit}, {"primitive", v.primitive}, {"ts", core::to_micros(v.ts)}, {"values", v.values}};
+  return {{"unit", v.unit}, {"primitive", v.primitive}, {"ts", core::to_micros(v.ts)}, {"values", *v.values}};
 }
 
 Json actuator_doc(const core::Actuator& a) {
-  return {{"actions", a.actions}, {"callbacks", a.callbacks}, {"configuration", a.configuration},
-          {"attributes", a.attributes}};
+  return {{"actions", *a.actions}, {"callbacks", *a.callbacks}, {"configuration", *a.configuration},
+          {"attributes", *a.attributes}};
 }
 
 // The host part of "HOST:PORT" / "[v6]:PORT" (or the whole text when there is no port).
@@ -44,7 +44,7 @@ core::Reading reading_of(const std::string& device, const core::Sensor& s) {
   r.sensor = s.id;
   r.ts = s.value->ts;
   r.unit = s.value->unit;
-  const Json& v = s.value->values;
+  const Json& v = *s.value->values;
   if (v.is_number()) {
     r.value = v.get<double>();
   } else if (v.is_boolean()) {
@@ -106,14 +106,14 @@ std::string_view state_name(CommandState s) {
 Json to_doc(const core::Device& d) {
   Json sensors = Json::array();
   for (const auto& s : d.sensors) {
-    Json j = {{"id", s.id}, {"attributes", s.attributes}, {"configuration", s.configuration}};
+    Json j = {{"id", s.id}, {"attributes", *s.attributes}, {"configuration", *s.configuration}};
     if (s.value) j["value"] = value_doc(*s.value);
     sensors.push_back(std::move(j));
   }
   Json actuators = Json::array();
   for (const auto& a : d.actuators) actuators.push_back(actuator_doc(a));
   return {{"name", d.name},
-          {"attributes", d.attributes},
+          {"attributes", *d.attributes},
           {"sensors", std::move(sensors)},
           {"actuators", std::move(actuators)},
           {"transport", core::transport_name(d.transport)},
@@ -128,7 +128,7 @@ core::Result<core::Device> from_doc(const std::string& id, const Json& doc) {
     d.id = id;
     d.name = doc.value("name", id);
     d.attributes = doc.value("attributes", Json::object());
-    d.location = core::location_of(d.attributes);
+    d.location = core::location_of(*d.attributes);
     for (const auto& s : doc.at("sensors")) {
       core::Sensor sensor;
       sensor.id = s.at("id").get<std::string>();
@@ -189,12 +189,12 @@ Status Hub::load() {
 
 Json Hub::reading_payload(const core::Sensor& s) {
   Json j = {{"sensor", s.id}};
-  if (auto t = s.attributes.find("type"); t != s.attributes.end() && t->is_string()) j["type"] = *t;
+  if (auto t = s.attributes->find("type"); t != s.attributes->end() && t->is_string()) j["type"] = *t;
   if (s.value) {
     j["unit"] = s.value->unit;
     j["primitive"] = s.value->primitive;
     j["time"] = core::format_iso8601(s.value->ts);
-    j["value"] = s.value->values;
+    j["value"] = *s.value->values;
   }
   return j;
 }
@@ -423,15 +423,15 @@ Json Hub::list_json() const {
     Json sensors = Json::array();
     for (const auto& s : d.sensors) {
       Json j = {{"id", s.id}};
-      if (auto t = s.attributes.find("type"); t != s.attributes.end()) j["type"] = *t;
+      if (auto t = s.attributes->find("type"); t != s.attributes->end()) j["type"] = *t;
       if (s.value) j["unit"] = s.value->unit;
       sensors.push_back(std::move(j));
     }
     Json actuators = Json::array();
     for (const auto& a : d.actuators) {
-      for (const auto& act : a.actions)
+      for (const auto& act : *a.actions)
         if (act.is_object() && act.contains("parameter")) actuators.push_back(act["parameter"]);
-      for (const auto& cb : a.callbacks)
+      for (const auto& cb : *a.callbacks)
         if (cb.is_object() && cb.contains("target")) actuators.push_back(cb["target"]);
     }
     devices.push_back({{"id", d.id},

@@ -60,7 +60,7 @@ class HubTest : public ::testing::Test {
     r.attributes = Json{{"name", "Android device"}, {"lat", 65.4}, {"lon", 25.4}};
     core::Sensor light;
     light.id = "light";
-    light.value = core::SensorValue{"lx", "double", r.received, 58.6};
+    light.value = core::SensorValue{"lx", "double", r.received, Json(58.6)};
     core::Sensor mag;
     mag.id = "magneticfield";
     mag.value = core::SensorValue{"uT", "3DPoint", r.received, Json::array({10.4, -16.6, -37.5})};
@@ -117,7 +117,7 @@ TEST_F(HubTest, ObserversSeeEveryAcceptedReadingOfIngestAndObserve) {
 
   core::DeviceReport local{.id = "board", .transport = core::Transport::kLocal, .received = core::now()};
   core::Sensor t{.id = "cpu_temp_c"};
-  t.value = core::SensorValue{"C", "double", local.received, 31.5};
+  t.value = core::SensorValue{"C", "double", local.received, Json(31.5)};
   local.sensors.push_back(t);
   hub_->observe(std::move(local));
   ASSERT_EQ(seen.size(), 3u);
@@ -147,7 +147,7 @@ TEST_F(HubTest, DevicesSurviveARestartOfflineUntilTheyReport) {
   EXPECT_EQ(d->address, "127.0.0.1:5000");
   EXPECT_EQ(d->name, "Android device");
   ASSERT_EQ(d->sensors.size(), 2u);
-  EXPECT_EQ(d->sensors[0].value->values, 58.6);
+  EXPECT_EQ(*d->sensors[0].value->values, 58.6);
   EXPECT_EQ(hub_->registry().find({.near = Circle{{65.4, 25.4}, 100}}).total, 2u);
   std::vector<core::DeviceReport> again{report("d1")};
   hub_->ingest(std::move(again));

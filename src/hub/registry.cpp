@@ -70,8 +70,8 @@ std::string name_of(const core::Json& attributes, const std::string& id) {
 bool has_sensor_type(const core::Device& d, const std::string& type) {
   for (const auto& s : d.sensors) {
     if (s.id == type) return true;
-    auto it = s.attributes.find("type");
-    if (it != s.attributes.end() && it->is_string() && it->get_ref<const std::string&>() == type) return true;
+    auto it = s.attributes->find("type");
+    if (it != s.attributes->end() && it->is_string() && it->get_ref<const std::string&>() == type) return true;
   }
   return false;
 }
@@ -126,7 +126,7 @@ Registry::Merged Registry::merge(core::DeviceReport&& r) {
   Merged out;
   // What the report replaces is destroyed after the lock is released.
   std::vector<core::Sensor> replaced;
-  core::Json old_attributes;
+  core::SharedJson old_attributes;
   std::vector<core::Actuator> old_actuators;
   std::unique_lock lk(impl_->mu);
   auto [it, inserted] = impl_->by_id.try_emplace(r.id, static_cast<uint32_t>(impl_->slots.size()));
@@ -157,8 +157,8 @@ Registry::Merged Registry::merge(core::DeviceReport&& r) {
   if (r.attributes) {
     if (*r.attributes != d.attributes) {
       old_attributes = std::exchange(d.attributes, std::move(*r.attributes));
-      d.name = name_of(d.attributes, d.id);
-      auto loc = core::location_of(d.attributes);
+      d.name = name_of(*d.attributes, d.id);
+      auto loc = core::location_of(*d.attributes);
       impl_->locate(slot, d.location, loc);
       d.location = loc;
     }

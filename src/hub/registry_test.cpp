@@ -22,8 +22,8 @@ core::DeviceReport report(const std::string& id, std::optional<core::Location> a
   r.attributes = attrs;
   core::Sensor s;
   s.id = "light";
-  s.attributes = {{"type", "light"}};
-  s.value = core::SensorValue{"lx", "double", when, 58.6};
+  s.attributes = Json{{"type", "light"}};
+  s.value = core::SensorValue{"lx", "double", when, Json(58.6)};
   r.sensors.push_back(s);
   return r;
 }
@@ -64,12 +64,12 @@ TEST(Registry, ALatePacketDoesNotReplaceANewerValue) {
   Registry reg(10);
   auto t = core::now();
   auto newer = report("a", std::nullopt, t);
-  newer.sensors[0].value->values = 2.0;
+  newer.sensors[0].value->values = Json(2.0);
   reg.merge(newer);
   auto older = report("a", std::nullopt, t - std::chrono::seconds(5));
-  older.sensors[0].value->values = 1.0;
+  older.sensors[0].value->values = Json(1.0);
   reg.merge(older);
-  EXPECT_EQ(reg.get("a")->sensors[0].value->values, 2.0);
+  EXPECT_EQ(*reg.get("a")->sensors[0].value->values, 2.0);
   EXPECT_EQ(reg.get("a")->last_seen, t);
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ingest/ingest.hpp"
@@ -107,6 +108,59 @@ Json to_json(dom::element e) {
   return Json(nullptr);
 }
 
+// Whether `j` is what to_json(e) would build, without building it: same types (an integer is
+// not equal to the same double), same members (e with a repeated key never is: to_json keeps
+// only the first), in the same order for arrays.
+bool same_json(dom::element e, const Json& j) {
+  switch (e.type()) {
+    case dom::element_type::OBJECT: {
+      if (!j.is_object()) return false;
+      const auto& o = *j.get_ptr<const Json::object_t*>();
+      dom::object obj = e.get_object().value_unsafe();
+      if (obj.size() != o.size()) return false;
+      for (dom::key_value_pair kv : obj) {
+        auto it = o.find(kv.key);
+        if (it == o.end() || !same_json(kv.value, it->second)) return false;
+      }
+      return true;
+    }
+    case dom::element_type::ARRAY: {
+      if (!j.is_array()) return false;
+      const auto& a = *j.get_ptr<const Json::array_t*>();
+      dom::array arr = e.get_array().value_unsafe();
+      if (arr.size() != a.size()) return false;
+      size_t i = 0;
+      for (dom::element v : arr)
+        if (!same_json(v, a[i++])) return false;
+      return true;
+    }
+    case dom::element_type::INT64:
+      return j.is_number_integer() && !j.is_number_unsigned() &&
+             j.get<int64_t>() == e.get_int64().value_unsafe();
+    case dom::element_type::UINT64:
+      return j.is_number_unsigned() && j.get<uint64_t>() == e.get_uint64().value_unsafe();
+    case dom::element_type::DOUBLE: {
+      // Bitwise: -0.0 and 0.0 render differently, and a NaN cannot come from JSON text.
+      if (!j.is_number_float()) return false;
+      double a = j.get<double>(), b = e.get_double().value_unsafe();
+      return std::memcmp(&a, &b, sizeof a) == 0;
+    }
+    case dom::element_type::STRING:
+      return j.is_string() && j.get_ref<const std::string&>() == e.get_string().value_unsafe();
+    case dom::element_type::BOOL:
+      return j.is_boolean() && j.get<bool>() == e.get_bool().value_unsafe();
+    case dom::element_type::NULL_VALUE:
+      return j.is_null();
+  }
+  return false;
+}
+
+// A transparent hash, so the parts cache is looked up by a string_view without a copy.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 std::optional<std::string_view> string_of(dom::element e) {
   std::string_view s;
   if (e.get_string().get(s)) return std::nullopt;
@@ -175,11 +229,40 @@ class Parser::Impl {
   bool parse_ack(dom::object top);
   bool parse_device(std::string_view id, dom::element value, std::string_view from,
                     TimePoint received, DeviceReport& r);
+  struct SensorParts;
+  struct ActuatorParts;
   bool parse_sensor(std::string_view device, size_t index, dom::element e, TimePoint received,
-                    std::vector<core::Sensor>& sensors);
-  bool parse_actuator(std::string_view device, size_t index, dom::element e, core::Actuator& a);
+                    SensorParts& parts, std::vector<core::Sensor>& sensors);
+  bool parse_actuator(std::string_view device, size_t index, dom::element e, ActuatorParts& parts,
+                      core::Actuator& a);
   bool id_taken(const std::vector<core::Sensor>& sensors, size_t n, std::string_view id);
   void take_id(const std::vector<core::Sensor>& sensors, size_t n);
+
+  // The free-form parts last built for each device, by position in its report. A report that
+  // repeats a part gets the value already built (see core::SharedJson): devices resend their
+  // whole description every time, and building it again was most of a packet's cost. The
+  // values are shared with the registry, so a cached device costs a few pointers. At most
+  // kCachedDevices devices and about kCachedParts sensors and actuators (a packet may list
+  // thousands); a new device beyond either starts the cache over.
+  static constexpr size_t kCachedDevices = 4096;
+  static constexpr size_t kCachedParts = 65'536;
+  struct SensorParts {
+    core::SharedJson attributes, configuration, values;
+  };
+  struct ActuatorParts {
+    core::SharedJson actions, callbacks, configuration, attributes;
+  };
+  struct DeviceParts {
+    core::SharedJson attributes;
+    std::vector<SensorParts> sensors;
+    std::vector<ActuatorParts> actuators;
+  };
+  DeviceParts& parts_of(std::string_view device);
+  // `slot` when it holds what `e` says, else a new value built from `e` (and kept in `slot`).
+  static const core::SharedJson& reuse(dom::element e, core::SharedJson& slot) {
+    if (!same_json(e, *slot)) slot = to_json(e);
+    return slot;
+  }
 
   const size_t max_datagram_;
   const size_t max_decompressed_;
@@ -194,8 +277,19 @@ class Parser::Impl {
   std::vector<std::string_view> keys_;  // top-level keys of the current packet
   std::vector<std::pair<std::string_view, dom::element>> devices_;
   std::unordered_set<std::string> taken_;  // sensor ids of a device with many sensors
+  std::unordered_map<std::string, DeviceParts, StringHash, std::equal_to<>> parts_;
+  size_t cached_parts_ = 0;  // sensors and actuators in parts_
   Parsed* res_ = nullptr;
 };
+
+Parser::Impl::DeviceParts& Parser::Impl::parts_of(std::string_view device) {
+  if (auto it = parts_.find(device); it != parts_.end()) return it->second;
+  if (parts_.size() >= kCachedDevices || cached_parts_ >= kCachedParts) {
+    parts_.clear();
+    cached_parts_ = 0;
+  }
+  return parts_.try_emplace(std::string(device)).first->second;
+}
 
 bool Parser::Impl::inflate_into_buffer(std::string_view gz, size_t& len) {
   if (!zlib_ready_) {
@@ -385,11 +479,12 @@ bool Parser::Impl::parse_device(std::string_view id, dom::element value, std::st
   r.transport = core::Transport::kUdp;
   r.address = std::string(from);
   r.received = received;
+  DeviceParts& parts = parts_of(id);
   if (attributes) {
     if (!attributes->is_object())
       return fail(DropReason::kMissingFields,
                   fmt::format("device '{}': attributes is not an object", id));
-    r.attributes = to_json(*attributes);
+    r.attributes = reuse(*attributes, parts.attributes);
   }
   if (sensors) {
     dom::array arr;
@@ -397,9 +492,15 @@ bool Parser::Impl::parse_device(std::string_view id, dom::element value, std::st
       return fail(DropReason::kMissingFields,
                   fmt::format("device '{}': sensors is not an array", id));
     r.sensors.reserve(arr.size());
+    if (parts.sensors.size() < arr.size()) {
+      cached_parts_ += arr.size() - parts.sensors.size();
+      parts.sensors.resize(arr.size());
+    }
     size_t index = 0;
-    for (dom::element s : arr)
-      if (!parse_sensor(id, index++, s, received, r.sensors)) return false;
+    for (dom::element s : arr) {
+      if (!parse_sensor(id, index, s, received, parts.sensors[index], r.sensors)) return false;
+      ++index;
+    }
   }
   if (actuators) {
     dom::array arr;
@@ -408,9 +509,15 @@ bool Parser::Impl::parse_device(std::string_view id, dom::element value, std::st
                   fmt::format("device '{}': actuators is not an array", id));
     auto& list = r.actuators.emplace();
     list.reserve(arr.size());
+    if (parts.actuators.size() < arr.size()) {
+      cached_parts_ += arr.size() - parts.actuators.size();
+      parts.actuators.resize(arr.size());
+    }
     size_t index = 0;
-    for (dom::element a : arr)
-      if (!parse_actuator(id, index++, a, list.emplace_back())) return false;
+    for (dom::element a : arr) {
+      if (!parse_actuator(id, index, a, parts.actuators[index], list.emplace_back())) return false;
+      ++index;
+    }
   }
   return true;
 }
@@ -436,7 +543,8 @@ void Parser::Impl::take_id(const std::vector<core::Sensor>& sensors, size_t n) {
 }
 
 bool Parser::Impl::parse_sensor(std::string_view device, size_t index, dom::element e,
-                                TimePoint received, std::vector<core::Sensor>& sensors) {
+                                TimePoint received, SensorParts& parts,
+                                std::vector<core::Sensor>& sensors) {
   dom::object obj;
   if (e.get_object().get(obj))
     return fail(DropReason::kMissingFields,
@@ -507,26 +615,27 @@ bool Parser::Impl::parse_sensor(std::string_view device, size_t index, dom::elem
   core::Sensor& s = sensors.emplace_back();
   s.id = std::move(id);
   take_id(sensors, n);
-  if (attributes) s.attributes = to_json(*attributes);
-  if (configuration) s.configuration = to_json(*configuration);
+  if (attributes) s.attributes = reuse(*attributes, parts.attributes);
+  if (configuration) s.configuration = reuse(*configuration, parts.configuration);
   core::SensorValue& v = s.value.emplace();
   if (unit) v.unit = std::string(*unit);
   if (primitive) v.primitive = std::string(*primitive);
   auto ts = time ? device_time(*time) : std::nullopt;
   v.ts = ts ? *ts : received;
-  v.values = to_json(*values);
+  v.values = reuse(*values, parts.values);
   return true;
 }
 
 bool Parser::Impl::parse_actuator(std::string_view device, size_t index, dom::element e,
-                                  core::Actuator& a) {
+                                  ActuatorParts& parts, core::Actuator& a) {
   dom::object obj;
   if (e.get_object().get(obj))
     return fail(DropReason::kMissingFields,
                 fmt::format("device '{}': actuator {} is not an object", device, index));
   bool seen[4] = {false, false, false, false};
   static constexpr std::string_view kArrays[3] = {"actions", "callbacks", "configuration"};
-  Json* targets[3] = {&a.actions, &a.callbacks, &a.configuration};
+  core::SharedJson* targets[3] = {&a.actions, &a.callbacks, &a.configuration};
+  core::SharedJson* slots[3] = {&parts.actions, &parts.callbacks, &parts.configuration};
   for (dom::key_value_pair kv : obj) {
     for (size_t i = 0; i < 3; ++i) {
       if (kv.key != kArrays[i] || seen[i]) continue;
@@ -535,7 +644,7 @@ bool Parser::Impl::parse_actuator(std::string_view device, size_t index, dom::el
         return fail(
             DropReason::kMissingFields,
             fmt::format("device '{}': actuator {}: {} is not an array", device, index, kArrays[i]));
-      *targets[i] = to_json(kv.value);
+      *targets[i] = reuse(kv.value, *slots[i]);
     }
     if (kv.key == "attributes" && !seen[3]) {
       seen[3] = true;
@@ -543,7 +652,7 @@ bool Parser::Impl::parse_actuator(std::string_view device, size_t index, dom::el
         return fail(
             DropReason::kMissingFields,
             fmt::format("device '{}': actuator {}: attributes is not an object", device, index));
-      a.attributes = to_json(kv.value);
+      a.attributes = reuse(kv.value, parts.attributes);
     }
   }
   return true;

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -61,27 +62,27 @@ TEST(Fiware, SeedPacketIsParsedExactly) {
     const core::Sensor& s = r.sensors[i];
     const Json& js = src["sensors"][i];
     EXPECT_EQ(s.id, ids[i]);
-    EXPECT_EQ(s.attributes, js["attributes"]);
-    EXPECT_EQ(s.configuration, js["configuration"]);
+    EXPECT_EQ(*s.attributes, js["attributes"]);
+    EXPECT_EQ(*s.configuration, js["configuration"]);
     ASSERT_TRUE(s.value);
     EXPECT_EQ(s.value->unit, js["value"]["unit"]);
     EXPECT_EQ(s.value->primitive, "3DPoint");
     EXPECT_EQ(s.value->ts, utc("2014-02-19T09:40:06Z"));
-    EXPECT_EQ(s.value->values, js["value"]["values"]);
+    EXPECT_EQ(*s.value->values, js["value"]["values"]);
   }
   EXPECT_EQ(r.sensors[3].value->unit, "m/s2");
-  EXPECT_DOUBLE_EQ(r.sensors[3].value->values[2].get<double>(), -0.5983058214187622);
-  EXPECT_EQ(r.sensors[0].attributes["power"], 0.5);
+  EXPECT_DOUBLE_EQ((*r.sensors[3].value->values)[2].get<double>(), -0.5983058214187622);
+  EXPECT_EQ((*r.sensors[0].attributes)["power"], 0.5);
 
   ASSERT_TRUE(r.actuators);
   ASSERT_EQ(r.actuators->size(), 1u);
   const core::Actuator& a = (*r.actuators)[0];
   const Json& ja = src["actuators"][0];
-  EXPECT_EQ(a.actions, ja["actions"]);
-  EXPECT_EQ(a.callbacks, ja["callbacks"]);
-  EXPECT_EQ(a.configuration, ja["configuration"]);
-  EXPECT_EQ(a.attributes, Json({{"dimensions", "[480,800]"}}));
-  EXPECT_EQ(a.actions[0]["parameter"], "viewstate");
+  EXPECT_EQ(*a.actions, ja["actions"]);
+  EXPECT_EQ(*a.callbacks, ja["callbacks"]);
+  EXPECT_EQ(*a.configuration, ja["configuration"]);
+  EXPECT_EQ(*a.attributes, Json({{"dimensions", "[480,800]"}}));
+  EXPECT_EQ((*a.actions)[0]["parameter"], "viewstate");
 }
 
 TEST(Fiware, DataformatVersionAndApiKeyNeverReachTheReport) {
@@ -90,8 +91,8 @@ TEST(Fiware, DataformatVersionAndApiKeyNeverReachTheReport) {
   auto o = parse(packet(j));
   ASSERT_EQ(o.parsed.kind, Parsed::Kind::kReports) << o.parsed.detail;
   ASSERT_EQ(o.reports.size(), 1u);  // neither became a device
-  std::string all = o.reports[0].attributes->dump();
-  for (const auto& s : o.reports[0].sensors) all += s.attributes.dump() + s.value->values.dump();
+  std::string all = (*o.reports[0].attributes)->dump();
+  for (const auto& s : o.reports[0].sensors) all += s.attributes->dump() + s.value->values->dump();
   EXPECT_EQ(all.find("dataformat_version"), std::string::npos);
   EXPECT_EQ(all.find("secret"), std::string::npos);
 }
@@ -121,7 +122,7 @@ TEST(Fiware, NestedFormOnlyWhenTheSoleMemberIsTheDeviceIdAndAnObject) {
   auto o = parse(R"({"dataformat_version": "1.0",
                      "d": {"d": {"attributes": {"name": "inner"}}, "attributes": {"name": "outer"}}})");
   ASSERT_EQ(o.reports.size(), 1u) << o.parsed.detail;
-  EXPECT_EQ((*o.reports[0].attributes)["name"], "outer");
+  EXPECT_EQ((**o.reports[0].attributes)["name"], "outer");
   // One member of another name: flat (a heartbeat with an unknown member).
   o = parse(R"({"dataformat_version": "1.0", "d": {"e": {"attributes": {"name": "inner"}}}})");
   ASSERT_EQ(o.reports.size(), 1u);
@@ -261,20 +262,143 @@ TEST(Fiware, ValuesKeepTheirJsonType) {
       {"value": {"values": 5e-324}, "attributes": {"type": "j"}}]}})");
   ASSERT_EQ(o.reports.size(), 1u) << o.parsed.detail;
   const auto& s = o.reports[0].sensors;
-  EXPECT_EQ(s[0].value->values, 58.607452);
+  EXPECT_EQ(*s[0].value->values, 58.607452);
   EXPECT_EQ(s[0].value->unit, "lx");
   EXPECT_EQ(s[0].value->primitive, "double");
-  EXPECT_EQ(s[1].value->values, Json::parse("[1, -2, 3.5]"));
-  EXPECT_EQ(s[2].value->values, "open");
-  EXPECT_EQ(s[3].value->values, true);
-  EXPECT_EQ(s[4].value->values, Json({{"x", 1}}));
-  EXPECT_TRUE(s[5].value->values.is_number_unsigned());
-  EXPECT_EQ(s[5].value->values.get<uint64_t>(), 18446744073709551615ULL);
-  EXPECT_EQ(s[6].value->values.get<int64_t>(), INT64_MIN);
-  EXPECT_EQ(s[7].value->values.get<double>(), 1.7976931348623157e308);
-  EXPECT_TRUE(s[8].value->values.is_string());  // a string, never a number
-  EXPECT_EQ(s[9].value->values.get<double>(), 5e-324);
+  EXPECT_EQ(*s[1].value->values, Json::parse("[1, -2, 3.5]"));
+  EXPECT_EQ(*s[2].value->values, "open");
+  EXPECT_EQ(*s[3].value->values, true);
+  EXPECT_EQ(*s[4].value->values, Json({{"x", 1}}));
+  EXPECT_TRUE(s[5].value->values->is_number_unsigned());
+  EXPECT_EQ(s[5].value->values->get<uint64_t>(), 18446744073709551615ULL);
+  EXPECT_EQ(s[6].value->values->get<int64_t>(), INT64_MIN);
+  EXPECT_EQ(s[7].value->values->get<double>(), 1.7976931348623157e308);
+  EXPECT_TRUE(s[8].value->values->is_string());  // a string, never a number
+  EXPECT_EQ(s[9].value->values->get<double>(), 5e-324);
   EXPECT_EQ(s[0].value->ts, kReceived);
+}
+
+TEST(Fiware, ARepeatedPartIsTheValueAlreadyBuilt) {
+  Parser p(config::UdpConfig{});
+  const std::string text = test::seed_packet();
+  auto a = parse_with(p, text), b = parse_with(p, text);
+  ASSERT_EQ(a.reports.size(), 1u) << a.parsed.detail;
+  ASSERT_EQ(b.reports.size(), 1u) << b.parsed.detail;
+  const core::DeviceReport &x = a.reports[0], &y = b.reports[0];
+  EXPECT_TRUE(x.attributes->same(*y.attributes));
+  ASSERT_EQ(y.sensors.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(x.sensors[i].attributes.same(y.sensors[i].attributes)) << i;
+    EXPECT_TRUE(x.sensors[i].configuration.same(y.sensors[i].configuration)) << i;
+    EXPECT_TRUE(x.sensors[i].value->values.same(y.sensors[i].value->values)) << i;
+  }
+  const core::Actuator &xa = (*x.actuators)[0], &ya = (*y.actuators)[0];
+  EXPECT_TRUE(xa.actions.same(ya.actions));
+  EXPECT_TRUE(xa.callbacks.same(ya.callbacks));
+  EXPECT_TRUE(xa.configuration.same(ya.configuration));
+  EXPECT_TRUE(xa.attributes.same(ya.attributes));
+
+  // What changes is built anew, with its new content; the rest is still shared.
+  Json changed = Json::parse(text);
+  Json& body = changed["d23c058698435eff"]["d23c058698435eff"];
+  body["attributes"]["name"] = "renamed";
+  body["sensors"][1]["value"]["values"][0] = 1.5;
+  body["actuators"][0]["callbacks"][0]["return_type"] = "string";
+  auto c = parse_with(p, changed.dump());
+  ASSERT_EQ(c.reports.size(), 1u) << c.parsed.detail;
+  const core::DeviceReport& z = c.reports[0];
+  EXPECT_FALSE(z.attributes->same(*y.attributes));
+  EXPECT_EQ(**z.attributes, body["attributes"]);
+  EXPECT_FALSE(z.sensors[1].value->values.same(y.sensors[1].value->values));
+  EXPECT_EQ(*z.sensors[1].value->values, body["sensors"][1]["value"]["values"]);
+  EXPECT_TRUE(z.sensors[1].attributes.same(y.sensors[1].attributes));
+  EXPECT_TRUE(z.sensors[0].value->values.same(y.sensors[0].value->values));
+  const core::Actuator& za = (*z.actuators)[0];
+  EXPECT_FALSE(za.callbacks.same(ya.callbacks));
+  EXPECT_EQ(*za.callbacks, body["actuators"][0]["callbacks"]);
+  EXPECT_TRUE(za.actions.same(ya.actions));
+  // And the value before the change is as it was.
+  EXPECT_EQ((**y.attributes)["name"], "Android device");
+}
+
+// A part is reused only when it would be built exactly the same: 1 is not 1.0, 0.0 is not -0.0,
+// and of a repeated key the first counts, as when it is built.
+TEST(Fiware, ReuseKeepsEveryJsonTypeAndTheFirstOfRepeatedKeys) {
+  Parser p(config::UdpConfig{});
+  const char* sequence[][2] = {
+      {"1", "1"},
+      {"1.0", "1.0"},
+      {"1", "1"},
+      {"0.0", "0.0"},
+      {"-0.0", "-0.0"},
+      {"true", "true"},
+      {"\"1\"", "\"1\""},
+      {"[1]", "[1]"},
+      {"[1.0]", "[1.0]"},
+      {"18446744073709551615", "18446744073709551615"},
+      {"-9223372036854775808", "-9223372036854775808"},
+      {"null", "null"},
+      {"{\"a\": 1}", "{\"a\":1}"},
+      {"{\"a\": 1, \"a\": 2}", "{\"a\":1}"},
+      {"{\"a\": 2, \"a\": 1}", "{\"a\":2}"},
+      {"{\"a\": 2, \"b\": 1}", "{\"a\":2,\"b\":1}"},
+      {"{\"b\": 1, \"a\": 2}", "{\"a\":2,\"b\":1}"},
+      {"{\"a\": [1, {\"c\": \"x\"}]}", "{\"a\":[1,{\"c\":\"x\"}]}"},
+      {"{\"a\": [1, {\"c\": \"y\"}]}", "{\"a\":[1,{\"c\":\"y\"}]}"},
+  };
+  for (const auto& [values, rendered] : sequence) {
+    SCOPED_TRACE(values);
+    auto o = parse_with(p, fmt::format(R"({{"dataformat_version": "1.0", "d": {{"sensors": [
+        {{"value": {{"values": {}}}, "attributes": {{"type": "t"}}, "configuration": [{}]}}]}}}})",
+                                       values, values));
+    ASSERT_EQ(o.reports.size(), 1u) << o.parsed.detail;
+    EXPECT_EQ(o.reports[0].sensors[0].value->values->dump(), rendered);
+    EXPECT_EQ(o.reports[0].sensors[0].configuration->dump(), fmt::format("[{}]", rendered));
+  }
+}
+
+// The parts are kept for a bounded number of devices; a device whose parts were let go is
+// built again, the same.
+TEST(Fiware, ManyDevicesStillParseTheSame) {
+  Parser p(config::UdpConfig{});
+  auto report = [&](int i) {
+    auto o = parse_with(p, fmt::format(R"({{"dataformat_version": "1.0", "d{}": {{"attributes": {{"n": {}}},
+        "sensors": [{{"value": {{"values": [{}, 2]}}, "attributes": {{"type": "t"}}}}]}}}})",
+                                       i, i, i));
+    EXPECT_EQ(o.reports.size(), 1u) << o.parsed.detail;
+    return o.reports.empty() ? core::DeviceReport{} : o.reports[0];
+  };
+  const core::DeviceReport first = report(0);
+  for (int i = 1; i <= 5000; ++i) report(i);
+  const core::DeviceReport again = report(0);
+  EXPECT_EQ(*again.attributes, *first.attributes);
+  EXPECT_EQ((**again.attributes)["n"], 0);
+  EXPECT_EQ(*again.sensors[0].value->values, Json::parse("[0, 2]"));
+  EXPECT_EQ(*report(4999).sensors[0].value->values, Json::parse("[4999, 2]"));
+}
+
+TEST(Fiware, DevicesWithManySensorsStillParseTheSame) {
+  config::UdpConfig cfg;
+  cfg.max_datagram = 1 << 20;  // packets larger than UDP carries: a unit test of the parser only
+  Parser p(cfg);
+  auto report = [&](int device, int sensors) {
+    std::string list;
+    for (int i = 0; i < sensors; ++i)
+      list += fmt::format(R"({}{{"value": {{"values": {}}}}})", i ? "," : "", device * 10'000 + i);
+    auto o = parse_with(
+        p, fmt::format(R"({{"dataformat_version": "1.0", "d{}": {{"sensors": [{}]}}}})", device, list));
+    EXPECT_EQ(o.reports.size(), 1u) << o.parsed.detail;
+    return o.reports.empty() ? core::DeviceReport{} : o.reports[0];
+  };
+  // 40 devices of 3,000 sensors: more parts than are kept.
+  for (int d = 0; d < 40; ++d) {
+    auto r = report(d, 3000);
+    ASSERT_EQ(r.sensors.size(), 3000u);
+    EXPECT_EQ(*r.sensors[0].value->values, d * 10'000);
+    EXPECT_EQ(*r.sensors[2999].value->values, d * 10'000 + 2999);
+  }
+  auto again = report(0, 3000);
+  EXPECT_EQ(*again.sensors[1234].value->values, 1234);
 }
 
 TEST(Fiware, Unicode) {
@@ -283,8 +407,8 @@ TEST(Fiware, Unicode) {
       "{\"name\": \"Temp\\u00e9rature \xf0\x9f\x98\x80\", \"note\": \"line\\nbreak \\\"q\\\"\"}}}");
   ASSERT_EQ(o.reports.size(), 1u) << o.parsed.detail;
   EXPECT_EQ(o.reports[0].id, "th\xc3\xa9rmo-\xe2\x98\x83");
-  EXPECT_EQ((*o.reports[0].attributes)["name"], "Temp\xc3\xa9rature \xf0\x9f\x98\x80");
-  EXPECT_EQ((*o.reports[0].attributes)["note"], "line\nbreak \"q\"");
+  EXPECT_EQ((**o.reports[0].attributes)["name"], "Temp\xc3\xa9rature \xf0\x9f\x98\x80");
+  EXPECT_EQ((**o.reports[0].attributes)["note"], "line\nbreak \"q\"");
   // Invalid UTF-8 is refused outright.
   o = parse("{\"dataformat_version\": \"1.0\", \"d\": {\"attributes\": {\"n\": \"\xff\xfe\"}}}");
   EXPECT_EQ(o.parsed.reason, DropReason::kInvalidJson);

@@ -88,7 +88,7 @@ TEST(KitClient, MeasurementsFromKitsBecomeReports) {
   EXPECT_EQ(r->transport, core::Transport::kMqtt);
   ASSERT_EQ(r->sensors.size(), 1u);
   EXPECT_EQ(r->sensors[0].id, "1.2");
-  EXPECT_EQ(r->sensors[0].value->values, 21.5);
+  EXPECT_EQ(*r->sensors[0].value->values, 21.5);
   EXPECT_EQ(core::format_iso8601(r->sensors[0].value->ts), "2026-01-01T12:00:00.000000Z");
 
   kit.publish("kit/k1/measurement/aggregate",
@@ -102,7 +102,7 @@ TEST(KitClient, MeasurementsFromKitsBecomeReports) {
   auto a = hub.reports.take();
   ASSERT_TRUE(a);
   EXPECT_EQ(a->sensors[0].id, "air.co2.aggregate");
-  EXPECT_EQ(a->sensors[0].value->values["count"], 3);
+  EXPECT_EQ((*a->sensors[0].value->values)["count"], 3);
 
   // An independent publisher: the broker's own command-line client.
   std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) +

@@ -221,16 +221,16 @@ core::Result<core::Json> ha_command_value(const HaEntity& e, std::string_view pa
 std::vector<HaEntity> ha_actuator_entities(const std::vector<core::Actuator>& actuators) {
   std::vector<HaEntity> out;
   for (const auto& a : actuators) {
-    auto name_it = a.attributes.find("name");
-    if (name_it == a.attributes.end() || !name_it->is_string()) continue;
+    auto name_it = a.attributes->find("name");
+    if (name_it == a.attributes->end() || !name_it->is_string()) continue;
     const std::string name = name_it->get<std::string>();
     if (!valid_object_id(name)) continue;
-    auto label = a.attributes.find("label");
-    std::string shown = label != a.attributes.end() && label->is_string()
+    auto label = a.attributes->find("label");
+    std::string shown = label != a.attributes->end() && label->is_string()
                             ? label->get<std::string>()
                             : display_name(name);
-    if (!a.actions.is_array()) continue;
-    for (const auto& act : a.actions) {
+    if (!a.actions->is_array()) continue;
+    for (const auto& act : *a.actions) {
       if (!act.is_object()) continue;
       auto param = act.find("parameter");
       if (param == act.end() || !param->is_string()) continue;
@@ -245,10 +245,10 @@ std::vector<HaEntity> ha_actuator_entities(const std::vector<core::Actuator>& ac
         break;
       }
       std::string primitive = act.value("primitive", "");
-      auto min = a.attributes.find("min"), max = a.attributes.find("max");
+      auto min = a.attributes->find("min"), max = a.attributes->find("max");
       bool numeric = primitive == "double" || primitive == "int" || primitive == "float" ||
                      primitive == "number";
-      if (numeric && min != a.attributes.end() && max != a.attributes.end() && min->is_number() &&
+      if (numeric && min != a.attributes->end() && max != a.attributes->end() && min->is_number() &&
           max->is_number() && min->get<double>() < max->get<double>()) {
         std::string unit = act.value("unit", "");
         out.push_back(HaEntity{.component = HaComponent::kNumber,

@@ -180,14 +180,14 @@ std::vector<core::Actuator> board_actuators() {
   core::Actuator led, servo, relay, nameless, unknown;
   led.actions =
       Json::array({{{"parameter", "state"}, {"primitive", "string"}, {"value", "on|off|toggle"}}});
-  led.attributes = {{"name", "led"}, {"type", "led"}};
+  led.attributes = Json{{"name", "led"}, {"type", "led"}};
   servo.actions = Json::array({{{"parameter", "angle"}, {"primitive", "double"}, {"unit", "deg"}}});
-  servo.attributes = {{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
+  servo.attributes = Json{{"name", "servo"}, {"type", "servo"}, {"min", -90}, {"max", 90}};
   relay.actions = Json::array({{{"parameter", "state"}, {"primitive", "string"}}});
-  relay.attributes = {{"name", "ventilation_relay"}, {"type", "relay"}};
+  relay.attributes = Json{{"name", "ventilation_relay"}, {"type", "relay"}};
   nameless.actions = led.actions;
   unknown.actions = Json::array({{{"parameter", "colour"}, {"primitive", "string"}}});
-  unknown.attributes = {{"name", "lamp"}};
+  unknown.attributes = Json{{"name", "lamp"}};
   return {led, servo, relay, nameless, unknown};
 }
 
@@ -234,13 +234,13 @@ TEST(HomeAssistantPure, ActuatorsBecomeSwitchesAndNumbersFromTheirDescription) {
   // A label wins; a number without a range, or with an empty one, is left out.
   core::Actuator fan;
   fan.actions = Json::array({{{"parameter", "speed"}, {"primitive", "int"}}});
-  fan.attributes = {{"name", "fan"}, {"label", "Fan speed"}, {"min", 0}, {"max", 3}};
+  fan.attributes = Json{{"name", "fan"}, {"label", "Fan speed"}, {"min", 0}, {"max", 3}};
   core::Actuator no_range = fan;
-  no_range.attributes = {{"name", "fan2"}};
+  no_range.attributes = Json{{"name", "fan2"}};
   core::Actuator empty_range = fan;
-  empty_range.attributes = {{"name", "fan3"}, {"min", 3}, {"max", 3}};
+  empty_range.attributes = Json{{"name", "fan3"}, {"min", 3}, {"max", 3}};
   core::Actuator bad_name = fan;
-  bad_name.attributes = {{"name", "fan 4"}, {"min", 0}, {"max", 3}};
+  bad_name.attributes = Json{{"name", "fan 4"}, {"min", 0}, {"max", 3}};
   auto f = ha_actuator_entities({fan, no_range, empty_range, bad_name});
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].name, "Fan speed");

@@ -45,7 +45,7 @@ core::Result<json> fiware_device(Deps& d, const core::Device& dev, size_t histor
       if (s.value) {
         values.push_back({{"unit", s.value->unit},
                           {"time", fiware_time(s.value->ts)},
-                          {"values", s.value->values},
+                          {"values", *s.value->values},
                           {"primitive", s.value->primitive}});
       }
     } else {
@@ -57,16 +57,16 @@ core::Result<json> fiware_device(Deps& d, const core::Device& dev, size_t histor
                           {"primitive", primitive}});
       }
     }
-    sensors.push_back({{"values", std::move(values)}, {"attributes", s.attributes}, {"configuration", s.configuration}});
+    sensors.push_back({{"values", std::move(values)}, {"attributes", *s.attributes}, {"configuration", *s.configuration}});
   }
   json actuators = json::array();
   for (const auto& a : dev.actuators) {
-    actuators.push_back({{"callbacks", a.callbacks},
-                         {"attributes", a.attributes},
-                         {"configuration", a.configuration},
-                         {"actions", a.actions}});
+    actuators.push_back({{"callbacks", *a.callbacks},
+                         {"attributes", *a.attributes},
+                         {"configuration", *a.configuration},
+                         {"actions", *a.actions}});
   }
-  return json{{"sensors", std::move(sensors)}, {"attributes", dev.attributes}, {"actuators", std::move(actuators)}};
+  return json{{"sensors", std::move(sensors)}, {"attributes", *dev.attributes}, {"actuators", std::move(actuators)}};
 }
 
 std::optional<double> number_param(const Request& req, std::string_view name, std::string& error) {
