@@ -201,6 +201,9 @@ Json Hub::reading_payload(const core::Sensor& s) {
 
 void Hub::ingest(std::vector<core::DeviceReport>&& reports) {
   std::vector<core::Reading> readings;
+  size_t sensors = 0;
+  for (const auto& r : reports) sensors += r.sensors.size();
+  readings.reserve(sensors);
   std::vector<core::Event> live;  // built only when someone listens
   bool listening = bus_.subscribers() > 0;
   for (auto& r : reports) {

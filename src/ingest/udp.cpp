@@ -177,6 +177,7 @@ class UdpReceiver::Impl {
   sockaddr_storage last_sender_{};
   socklen_t last_sender_len_ = 0;
   std::string last_sender_text_;
+  std::vector<core::DeviceReport> batch_reports_;  // of the batch being handled
   std::array<LogLimit, kDropReasonCount> drop_log_{};
   LogLimit sink_log_, recv_log_;
 };
@@ -357,8 +358,9 @@ const std::string& UdpReceiver::Impl::sender(const sockaddr_storage& ss, socklen
 void UdpReceiver::Impl::handle_batch(unsigned n) {
   batch_size_.observe(n);
   const core::TimePoint received = core::now();
-  std::vector<core::DeviceReport> reports;
-  reports.reserve(n);  // usually one device per datagram
+  // Kept across batches, so its buffer (some kB) is not allocated and freed every time.
+  std::vector<core::DeviceReport>& reports = batch_reports_;
+  reports.clear();
   std::vector<std::pair<core::CommandAck, std::string>> acks;
   for (unsigned i = 0; i < n; ++i) {
     const msghdr& h = msgs_[i].msg_hdr;
@@ -395,6 +397,7 @@ void UdpReceiver::Impl::handle_batch(unsigned n) {
   if (!reports.empty()) {
     reports_.inc(reports.size());
     if (sink_.reports) call_sink("reports", [&] { sink_.reports(std::move(reports)); });
+    reports.clear();  // what the sink left of them
   }
   for (auto& [ack, from] : acks) {
     acks_.inc();
