@@ -52,7 +52,7 @@ struct Rig {
     core::DeviceReport board{.id = "pi", .transport = core::Transport::kLocal, .received = core::now()};
     core::Actuator a;
     a.actions = core::Json::array({{{"parameter", "state"}}});
-    a.attributes = {{"name", "relay"}};
+    a.attributes = core::Json{{"name", "relay"}};
     board.actuators = std::vector<core::Actuator>{a};
     hub->observe(std::move(board));
     engine = std::make_unique<edge::RuleEngine>(edge::RuleEngine::Deps{
@@ -79,7 +79,7 @@ struct Rig {
     core::DeviceReport r{.id = "greenhouse000001", .transport = core::Transport::kUdp, .address = "127.0.0.1:9",
                          .received = core::now()};
     core::Sensor s{.id = "temperature"};
-    s.value = core::SensorValue{"Cel", "double", r.received, celsius};
+    s.value = core::SensorValue{"Cel", "double", r.received, core::Json(celsius)};
     r.sensors.push_back(std::move(s));
     std::vector<core::DeviceReport> batch;
     batch.push_back(std::move(r));
