@@ -1,5 +1,8 @@
-// The UDP receiver: a thin adapter around Parser. One thread reads batches with recvmmsg and
-// sleeps in poll() on the socket and an eventfd, so stop() wakes it at once.
+// The UDP receiver: a thin adapter around Parser. One thread reads batches with recvmmsg,
+// parses them and queues the results; it sleeps in poll() on the socket and an eventfd, so
+// stop() wakes it at once. A second thread hands the queued batches to the sink, so that
+// receiving and parsing the next batch overlap with the sink's work on this one (the hub's
+// merge and the readings for the store): each is about half of a packet's cost.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netdb.h>
@@ -15,7 +18,9 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -30,6 +35,7 @@ namespace {
 using Steady = std::chrono::steady_clock;
 
 constexpr size_t kBatch = 64;                         // datagrams per recvmmsg
+constexpr size_t kQueuedBatches = 8;  // parsed batches waiting for the sink; then receiving waits
 constexpr auto kLogEvery = std::chrono::seconds(10);  // at most one drop line per reason
 constexpr size_t kMaxUdpPayload = 65'507;
 
@@ -135,7 +141,14 @@ class UdpReceiver::Impl {
     }
   };
 
+  // What one receive batch gave, on its way to the sink.
+  struct Handover {
+    std::vector<core::DeviceReport> reports;
+    std::vector<std::pair<core::CommandAck, std::string>> acks;
+  };
+
   void run();
+  void run_sink();
   void handle_batch(unsigned n);
   const std::string& sender(const sockaddr_storage& ss, socklen_t len);
   void drop(DropReason reason, const std::string& detail, std::string_view from);
@@ -161,8 +174,16 @@ class UdpReceiver::Impl {
   int family_ = AF_UNSPEC;
   int wake_fd_ = -1;
   std::string local_;
-  std::thread thread_;
+  std::thread thread_, sink_thread_;
   std::atomic<bool> stopping_{false};
+
+  // Between the receive thread and the sink thread.
+  std::mutex queue_mu_;
+  std::condition_variable queued_;  // a batch was queued, or the receive thread is done
+  std::condition_variable room_;    // a batch was taken
+  std::deque<Handover> queue_;
+  std::vector<Handover> spare_;  // handed-over batches, emptied, for their buffers' reuse
+  bool received_all_ = false;  // the receive thread has queued its last batch
   bool started_ = false;
 
   // Receive thread only.
@@ -177,7 +198,6 @@ class UdpReceiver::Impl {
   sockaddr_storage last_sender_{};
   socklen_t last_sender_len_ = 0;
   std::string last_sender_text_;
-  std::vector<core::DeviceReport> batch_reports_;  // of the batch being handled
   std::array<LogLimit, kDropReasonCount> drop_log_{};
   LogLimit sink_log_, recv_log_;
 };
@@ -297,6 +317,8 @@ core::Result<std::string> UdpReceiver::Impl::start() {
   started_ = true;
   thread_ = std::thread([this] { run(); });
   pthread_setname_np(thread_.native_handle(), "udp-recv");  // for top -H, perf, the benchmark
+  sink_thread_ = std::thread([this] { run_sink(); });
+  pthread_setname_np(sink_thread_.native_handle(), "udp-sink");
   spdlog::info("udp receiving on {}", local_);
   return local_;
 }
@@ -313,6 +335,37 @@ void UdpReceiver::Impl::stop() {
     [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
   }
   thread_.join();
+  // Every batch received is handed over before stop() returns.
+  {
+    std::lock_guard lk(queue_mu_);
+    received_all_ = true;
+  }
+  queued_.notify_all();
+  sink_thread_.join();
+}
+
+void UdpReceiver::Impl::run_sink() {
+  std::unique_lock lk(queue_mu_);
+  for (;;) {
+    queued_.wait(lk, [this] { return !queue_.empty() || received_all_; });
+    if (queue_.empty()) return;
+    Handover batch = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    room_.notify_one();
+    if (!batch.reports.empty()) {
+      reports_.inc(batch.reports.size());
+      if (sink_.reports) call_sink("reports", [&] { sink_.reports(std::move(batch.reports)); });
+    }
+    for (auto& [ack, from] : batch.acks) {
+      acks_.inc();
+      if (sink_.ack) call_sink("ack", [&] { sink_.ack(std::move(ack), std::move(from)); });
+    }
+    batch.reports.clear();  // what the sink left of them
+    batch.acks.clear();
+    lk.lock();
+    if (spare_.size() < kQueuedBatches) spare_.push_back(std::move(batch));
+  }
 }
 
 void UdpReceiver::Impl::run() {
@@ -358,10 +411,17 @@ const std::string& UdpReceiver::Impl::sender(const sockaddr_storage& ss, socklen
 void UdpReceiver::Impl::handle_batch(unsigned n) {
   batch_size_.observe(n);
   const core::TimePoint received = core::now();
-  // Kept across batches, so its buffer (some kB) is not allocated and freed every time.
-  std::vector<core::DeviceReport>& reports = batch_reports_;
-  reports.clear();
-  std::vector<std::pair<core::CommandAck, std::string>> acks;
+  Handover batch;
+  {
+    // A batch the sink is done with: its vectors' buffers (some kB) are reused.
+    std::lock_guard lk(queue_mu_);
+    if (!spare_.empty()) {
+      batch = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  std::vector<core::DeviceReport>& reports = batch.reports;
+  std::vector<std::pair<core::CommandAck, std::string>>& acks = batch.acks;
   for (unsigned i = 0; i < n; ++i) {
     const msghdr& h = msgs_[i].msg_hdr;
     const size_t len = msgs_[i].msg_len;
@@ -394,15 +454,14 @@ void UdpReceiver::Impl::handle_batch(unsigned n) {
         break;
     }
   }
-  if (!reports.empty()) {
-    reports_.inc(reports.size());
-    if (sink_.reports) call_sink("reports", [&] { sink_.reports(std::move(reports)); });
-    reports.clear();  // what the sink left of them
-  }
-  for (auto& [ack, from] : acks) {
-    acks_.inc();
-    if (sink_.ack) call_sink("ack", [&] { sink_.ack(std::move(ack), std::move(from)); });
-  }
+  if (reports.empty() && acks.empty()) return;
+  // A full queue holds this thread back (the socket buffer then fills, and the kernel counts
+  // what it drops): the sink is not keeping up, and memory stays bounded.
+  std::unique_lock lk(queue_mu_);
+  room_.wait(lk, [this] { return queue_.size() < kQueuedBatches; });
+  queue_.push_back(std::move(batch));
+  lk.unlock();
+  queued_.notify_one();
 }
 
 template <typename F>
