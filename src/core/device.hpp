@@ -77,9 +77,9 @@ struct Sensor {
   // Unique within its device: attributes.type, else attributes.name, else "sensor<N>" (its
   // index in the report). The `sensor` of the readings stored for it.
   std::string id;
-  SharedJson attributes = SharedJson::object();     // as stated: type, name, vendor, power, ...
+  SharedJson attributes = SharedJson::object();    // as stated: type, name, vendor, power, ...
   SharedJson configuration = SharedJson::array();  // as stated
-  std::optional<SensorValue> value;     // the latest
+  std::optional<SensorValue> value;                // the latest
 };
 
 // An actuator as the device describes it (FIWARE: actions it accepts, callbacks, its

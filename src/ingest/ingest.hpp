@@ -131,9 +131,11 @@ class Parser {
   std::unique_ptr<Impl> impl_;
 };
 
-// Where the receiver's output goes. The functions are called on the receive thread, one at a
-// time: they must not block for long (queue the work elsewhere), or datagrams pile up in the
-// socket buffer and the kernel drops them. Exceptions they throw are logged and swallowed.
+// Where the receiver's output goes. reports and ack are called on the receiver's sink thread
+// ("udp-sink"), one at a time, in arrival order, while the receive thread goes on reading and
+// parsing: they must not block for long, or parsed batches (at most 8) and then datagrams pile
+// up in the socket buffer and the kernel drops them. check_key is called on the receive
+// thread. Exceptions they throw are logged and swallowed.
 // Senders are named "IP:PORT" or "[IPv6]:PORT" (IPv4-mapped IPv6 as plain IPv4, a link-local
 // scope as "[fe80::1%2]:PORT"), which send() accepts back.
 struct UdpSink {
@@ -146,8 +148,9 @@ struct UdpSink {
   KeyCheck check_key;
 };
 
-// The UDP receiver: binds cfg.listen, reads with recvmmsg on one dedicated thread, parses, and
-// hands the results to the sink. Metrics (registered at construction):
+// The UDP receiver: binds cfg.listen, reads with recvmmsg and parses on one thread ("udp-recv"),
+// and hands the results to the sink on another ("udp-sink"). Metrics (registered at
+// construction):
 //   outpost_udp_datagrams_total, outpost_udp_bytes_total, outpost_udp_reports_total,
 //   outpost_udp_acks_total, outpost_udp_dropped_total{reason="..."} (one per DropReason),
 //   outpost_udp_batch_size (histogram of datagrams per recvmmsg),
@@ -164,12 +167,13 @@ class UdpReceiver {
   UdpReceiver& operator=(const UdpReceiver&) = delete;
 
   // Binds cfg.listen (IPv4 or IPv6, "[::]:PORT" also receives IPv4; port 0 picks a free port),
-  // sets the receive buffer, starts the receive thread and logs "udp receiving on HOST:PORT"
+  // sets the receive buffer, starts the two threads and logs "udp receiving on HOST:PORT"
   // (not "listening on", which names the HTTP address that scripts look for).
   // Returns the bound address, or a Status naming the address and the error. Call once.
   core::Result<std::string> start();
-  // Stops the receive thread (promptly: it is woken, not polled) and waits for it. The socket
-  // stays open for send() until destruction. Idempotent; safe from any thread but a sink.
+  // Stops the receive thread (promptly: it is woken, not polled), waits until the sink has had
+  // every batch received, and stops the sink thread. The socket stays open for send() until
+  // destruction. Idempotent; safe from any thread but a sink.
   void stop();
   // The bound "HOST:PORT" ("[::1]:PORT" for IPv6); "" before start().
   std::string local_address() const;
