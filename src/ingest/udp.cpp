@@ -187,6 +187,7 @@ class UdpReceiver::Impl {
   bool started_ = false;
 
   // Receive thread only.
+  Handover batch_;  // the batch being received and parsed
   size_t slot_ = 0;  // bytes per receive buffer: max_datagram + 1, to see oversized datagrams
   std::unique_ptr<char[]> buffers_;
   std::array<mmsghdr, kBatch> msgs_{};
@@ -411,17 +412,8 @@ const std::string& UdpReceiver::Impl::sender(const sockaddr_storage& ss, socklen
 void UdpReceiver::Impl::handle_batch(unsigned n) {
   batch_size_.observe(n);
   const core::TimePoint received = core::now();
-  Handover batch;
-  {
-    // A batch the sink is done with: its vectors' buffers (some kB) are reused.
-    std::lock_guard lk(queue_mu_);
-    if (!spare_.empty()) {
-      batch = std::move(spare_.back());
-      spare_.pop_back();
-    }
-  }
-  std::vector<core::DeviceReport>& reports = batch.reports;
-  std::vector<std::pair<core::CommandAck, std::string>>& acks = batch.acks;
+  std::vector<core::DeviceReport>& reports = batch_.reports;
+  std::vector<std::pair<core::CommandAck, std::string>>& acks = batch_.acks;
   for (unsigned i = 0; i < n; ++i) {
     const msghdr& h = msgs_[i].msg_hdr;
     const size_t len = msgs_[i].msg_len;
@@ -454,12 +446,19 @@ void UdpReceiver::Impl::handle_batch(unsigned n) {
         break;
     }
   }
-  if (reports.empty() && acks.empty()) return;
+  if (reports.empty() && acks.empty()) return;  // batch_ stays, empty, for the next one
   // A full queue holds this thread back (the socket buffer then fills, and the kernel counts
   // what it drops): the sink is not keeping up, and memory stays bounded.
   std::unique_lock lk(queue_mu_);
   room_.wait(lk, [this] { return queue_.size() < kQueuedBatches; });
-  queue_.push_back(std::move(batch));
+  queue_.push_back(std::move(batch_));
+  // The next batch fills one the sink is done with, so its vectors' buffers (some kB) are
+  // reused; taken under the same lock.
+  batch_ = Handover{};
+  if (!spare_.empty()) {
+    batch_ = std::move(spare_.back());
+    spare_.pop_back();
+  }
   lk.unlock();
   queued_.notify_one();
 }
