@@ -63,17 +63,20 @@ SharedJson::SharedJson(Json j) {
 }
 
 const SharedJson& SharedJson::object() {
-  static const SharedJson v(Shared{}, Json::object());
+  static const Json value = Json::object();
+  static const SharedJson v(Static{}, &value);
   return v;
 }
 
 const SharedJson& SharedJson::array() {
-  static const SharedJson v(Shared{}, Json::array());
+  static const Json value = Json::array();
+  static const SharedJson v(Static{}, &value);
   return v;
 }
 
 const SharedJson& SharedJson::null() {
-  static const SharedJson v(Shared{}, Json());
+  static const Json value = Json();
+  static const SharedJson v(Static{}, &value);
   return v;
 }
 

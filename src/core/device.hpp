@@ -36,7 +36,8 @@ class SharedJson {
   // Braces would be read as the arguments of a constructor, so {{"type", x}} would become the
   // array ["type", x]: write Json{{"type", x}}.
   SharedJson(std::initializer_list<nlohmann::detail::json_ref<Json>>) = delete;
-  // The empty object, array and null, shared process-wide: defaults that allocate nothing.
+  // The empty object, array and null, shared process-wide: defaults that allocate nothing
+  // and count no references.
   static const SharedJson& object();
   static const SharedJson& array();
   static const SharedJson& null();
@@ -49,8 +50,10 @@ class SharedJson {
   friend std::ostream& operator<<(std::ostream& o, const SharedJson& v) { return o << *v; }
 
  private:
-  struct Shared {};
-  SharedJson(Shared, Json j) : p_(std::make_shared<const Json>(std::move(j))) {}
+  // A process-wide value: a pointer that owns nothing (the aliasing constructor with no
+  // owner), so copies of the defaults touch no reference count that other threads touch too.
+  struct Static {};
+  SharedJson(Static, const Json* j) : p_(std::shared_ptr<const Json>(), j) {}
   std::shared_ptr<const Json> p_;
 };
 
