@@ -63,20 +63,20 @@ SharedJson::SharedJson(Json j) {
 }
 
 const SharedJson& SharedJson::object() {
-  static const Json value = Json::object();
-  static const SharedJson v(Static{}, &value);
+  static const Json* const value = new Json(Json::object());  // never destroyed: see device.hpp
+  static const SharedJson v(Static{}, value);
   return v;
 }
 
 const SharedJson& SharedJson::array() {
-  static const Json value = Json::array();
-  static const SharedJson v(Static{}, &value);
+  static const Json* const value = new Json(Json::array());  // never destroyed: see device.hpp
+  static const SharedJson v(Static{}, value);
   return v;
 }
 
 const SharedJson& SharedJson::null() {
-  static const Json value = Json();
-  static const SharedJson v(Static{}, &value);
+  static const Json* const value = new Json(Json());  // never destroyed: see device.hpp
+  static const SharedJson v(Static{}, value);
   return v;
 }
 

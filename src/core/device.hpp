@@ -52,6 +52,8 @@ class SharedJson {
  private:
   // A process-wide value: a pointer that owns nothing (the aliasing constructor with no
   // owner), so copies of the defaults touch no reference count that other threads touch too.
+  // The value is never destroyed, so copies held by anything that outlives the static (other
+  // statics, threads still running at exit) stay valid.
   struct Static {};
   SharedJson(Static, const Json* j) : p_(std::shared_ptr<const Json>(), j) {}
   std::shared_ptr<const Json> p_;
