@@ -97,6 +97,30 @@ bool wait_until(Pred pred, std::chrono::milliseconds limit) {
   return true;
 }
 
+// The rounds both modes measure: each calls start(), waits (2 s at most) until
+// arrived(round, lost) holds, and keeps the time from just before start() to newest() (the
+// latest arrival, steady clock ns); a round that times out is counted as lost.
+struct Rounds {
+  std::vector<double> lat_ms;
+  int lost = 0;
+};
+
+template <class Start, class Arrived, class Newest>
+Rounds measure(int rounds, int interval_ms, Start start, Arrived arrived, Newest newest) {
+  Rounds m;
+  for (int p = 0; p < rounds; ++p) {
+    auto t0 = Clock::now();
+    start();
+    if (!wait_until([&] { return arrived(p, m.lost); }, std::chrono::seconds(2))) {
+      ++m.lost;
+      continue;
+    }
+    m.lat_ms.push_back(static_cast<double>(newest() - t0.time_since_epoch().count()) / 1e6);
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+  }
+  return m;
+}
+
 void report(int clients, std::vector<double> lat_ms, int lost, int failed, size_t event_bytes) {
   std::sort(lat_ms.begin(), lat_ms.end());
   auto pct = [&](double q) {
@@ -174,27 +198,22 @@ void report(int clients, std::vector<double> lat_ms, int lost, int failed, size_
       }
     });
   }
-  std::vector<double> lat_ms;
-  int lost = 0;
-  for (int p = 0; p < packets; ++p) {
-    uint64_t want = static_cast<uint64_t>(p + 1) * bytes;
-    auto t0 = Clock::now();
-    round.fetch_add(1);
-    round.notify_all();
-    if (!wait_until(
-            [&] {
-              return std::all_of(got.begin(), got.end(), [&](auto& g) { return g.load() >= want; });
-            },
-            std::chrono::seconds(2))) {
-      ++lost;
-      continue;
-    }
-    int64_t newest = 0;
-    for (auto& l : last) newest = std::max(newest, l.load());
-    lat_ms.push_back(static_cast<double>(newest - t0.time_since_epoch().count()) / 1e6);
-    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
-  }
-  report(clients, std::move(lat_ms), lost, 0, bytes);
+  Rounds m = measure(
+      packets, interval_ms,
+      [&] {
+        round.fetch_add(1);
+        round.notify_all();
+      },
+      [&](int p, int) {
+        uint64_t want = static_cast<uint64_t>(p + 1) * bytes;  // TCP loses nothing: late is all
+        return std::all_of(got.begin(), got.end(), [&](auto& g) { return g.load() >= want; });
+      },
+      [&] {
+        int64_t newest = 0;
+        for (auto& l : last) newest = std::max(newest, l.load());
+        return newest;
+      });
+  report(clients, std::move(m.lat_ms), m.lost, 0, bytes);
   std::_Exit(0);
 }
 
@@ -273,25 +292,23 @@ int main(int argc, char** argv) {
   dst.sin_port = htons(static_cast<uint16_t>(std::atoi(uport.c_str())));
   inet_pton(AF_INET, uhost.c_str(), &dst.sin_addr);
 
-  std::vector<double> lat_ms;
-  int lost = 0;
-  for (int p = 0; p < packets; ++p) {
-    uint64_t want = static_cast<uint64_t>(p + 1 - lost);
-    auto t0 = Clock::now();
-    if (sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) die("sendto");
-    bool all_got = wait_until(
-        [&] { return std::all_of(all.begin(), all.end(), [&](auto& c) { return c->events.load() >= want || c->failed; }); },
-        std::chrono::seconds(2));
-    if (!all_got) {
-      ++lost;
-      continue;
-    }
-    int64_t last = 0;
-    for (auto& c : all) last = std::max(last, c->last_ns.load());
-    lat_ms.push_back(static_cast<double>(last - t0.time_since_epoch().count()) / 1e6);
-    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
-  }
+  Rounds m = measure(
+      packets, interval_ms,
+      [&] {
+        if (sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0)
+          die("sendto");
+      },
+      [&](int p, int lost) {
+        uint64_t want = static_cast<uint64_t>(p + 1 - lost);  // a lost reading never comes
+        return std::all_of(all.begin(), all.end(),
+                           [&](auto& c) { return c->events.load() >= want || c->failed; });
+      },
+      [&] {
+        int64_t newest = 0;
+        for (auto& c : all) newest = std::max(newest, c->last_ns.load());
+        return newest;
+      });
   int failed = static_cast<int>(std::count_if(all.begin(), all.end(), [](auto& c) { return c->failed.load(); }));
-  report(clients, std::move(lat_ms), lost, failed, all.front()->event_bytes.load());
+  report(clients, std::move(m.lat_ms), m.lost, failed, all.front()->event_bytes.load());
   std::_Exit(0);  // skip closing 1,000 sockets politely
 }
